@@ -111,7 +111,8 @@ KEYS: dict[str, Key] = {
         Key("db", _optional(_text), None, "store: SQLite path or postgresql:// URL"),
         Key("postgres_url", _optional(_text), None, "PostgreSQL store URL", env="POSTGRES_URL",
             secret=True),
-        Key("redis_url", _optional(_text), None, "Redis URL (used by the cache tiers)",
+        Key("redis_url", _optional(_text), None,
+            "Redis URL for the L2 cache tier (the cache tiers are not in this build yet)",
             env="REDIS_URL", secret=True),
         Key("data_dir", _optional(_text), None, "where the store, data and reports live"),
         Key("starting_equity", _number(1, 1e12), 10_000.0, "paper account size in quote currency"),
@@ -287,8 +288,9 @@ def resolve(
     secret was pasted into the wrong variable.
     """
     env = os.environ if env is None else env
-    raw_secrets = [str(env.get(k.env_var)) for k in KEYS.values() if k.secret and env.get(k.env_var)]
-    raw_secrets += [str(v) for k, v in (flags or {}).items() if v and k in KEYS and KEYS[k].secret]
+    raw_secrets = [str(env[k.env_var]) for k in KEYS.values() if k.secret and env.get(k.env_var)]
+    raw_secrets += [str(v) for k, v in (flags or {}).items()
+                    if v and k in KEYS and KEYS[k].secret]
     try:
         return _resolve(profile, config_path, flags, env, raw_secrets)
     except ConfigError as exc:

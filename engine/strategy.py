@@ -19,6 +19,8 @@ than a call per indicator; tests hold it equal to those classes and to the batch
 
 from __future__ import annotations
 
+import itertools
+
 from engine.config import StrategyParams
 
 NONE = 0
@@ -158,8 +160,9 @@ class ScalpStrategy:
             ret = change / self.prev_close
             self.var += self._a_var * (ret * ret - self.var)
             if n - 1 == p.rsi_period:
-                self.avg_gain = sum(max(b - a, 0.0) for a, b in zip(buf, buf[1:])) / p.rsi_period
-                self.avg_loss = sum(max(a - b, 0.0) for a, b in zip(buf, buf[1:])) / p.rsi_period
+                steps = list(itertools.pairwise(buf))
+                self.avg_gain = sum(max(b - a, 0.0) for a, b in steps) / p.rsi_period
+                self.avg_loss = sum(max(a - b, 0.0) for a, b in steps) / p.rsi_period
             elif n - 1 > p.rsi_period:
                 self.avg_gain += (max(change, 0.0) - self.avg_gain) * self._inv_rsi
                 self.avg_loss += (max(-change, 0.0) - self.avg_loss) * self._inv_rsi

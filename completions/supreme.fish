@@ -1,0 +1,1 @@
+complete --command supreme --no-files --arguments "(env _SUPREME_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) supreme)" --condition "env _SUPREME_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) supreme"

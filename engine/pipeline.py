@@ -1,0 +1,416 @@
+"""Wires one run: feed → strategy → risk → paper broker → store writer, with measurement.
+
+`Run.execute()` is the engine's main job. It never prints: whoever drives it (the CLI, a
+benchmark, a test) passes a `RunObserver` to see progress, trades and warnings.
+
+Per bar, in order: the broker fills any pending order at the bar's open and checks stop and
+take-profit on its range; the strategy updates on the close; a fired signal goes through
+risk checks and becomes an order for the next open; equity is marked; records go to the
+store writer's buffer. The time from asking the feed for the bar to the end of that work
+goes into a bounded histogram. A closed trade is made durable (writer barrier) before the
+next bar, outside the timed section: that wait is I/O, reported as `commit_wait_ms`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine import strategy as st
+from engine.broker.paper import BUY, SELL, ClosedTrade, Fill, PaperBroker, PendingOrder
+from engine.config import EngineParams
+from engine.errors import ConfigError
+from engine.latency import LatencyHistogram
+from engine.risk import REJECT_ZERO_SIZE, RiskManager
+from engine.store import (
+    EquityRecord,
+    OrderRecord,
+    PositionRecord,
+    RunRecord,
+    SignalRecord,
+    TradeRecord,
+    open_store,
+)
+from engine.store.writer import StoreWriter
+from engine.sysinfo import peak_rss_mib, rss_mib
+from engine.types import Bar
+
+PROGRESS_EVERY_S = 0.25
+MIN_ORDER_NOTIONAL = 5.0  # quote currency; Binance's smallest ETH-USDT notional is 5 USDT
+
+
+class RunObserver(Protocol):
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_progress(self, snapshot: dict[str, Any]) -> None: ...
+    def on_trade(self, trade: dict[str, Any]) -> None: ...
+    def on_warning(self, message: str) -> None: ...
+
+
+class NullObserver:
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_progress(self, snapshot: dict[str, Any]) -> None:
+        pass
+
+    def on_trade(self, trade: dict[str, Any]) -> None:
+        pass
+
+    def on_warning(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    symbol: str | None
+    feed: str = "sim"
+    mode: str = "paper"
+    seed: int = 0
+    data_file: str | None = None
+    replay_policy: str = "fail"
+    bars: int | None = None
+    duration_s: float | None = None
+    speed: float = 0.0
+    interval_s: float = 45.0
+    starting_equity: float = 10_000.0
+    equity_every_bars: int = 1
+    params: EngineParams = field(default_factory=EngineParams)
+    store_url: str | None = None
+    data_dir: Path = Path(".")
+    resume: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def jittered_interval(interval_s: float, rng: random.Random) -> float:
+    """Uniform within ±1/3 of the interval: 30-60 s for the default 45 s."""
+    return rng.uniform(interval_s * 2.0 / 3.0, interval_s * 4.0 / 3.0)
+
+
+def open_feed(spec: RunSpec, observer: RunObserver) -> tuple[Any, str, dict[str, Any]]:
+    """The feed for a spec, its symbol, and what loading it found (replay issues)."""
+    if spec.feed == "sim":
+        from engine.feeds.sim import SimFeed
+
+        symbol = spec.symbol or "ETH-USDT"
+        return SimFeed(symbol=symbol, seed=spec.seed), symbol, {}
+    if spec.feed == "replay":
+        from engine.feeds.replay import ReplayFeed, load_series
+
+        if not spec.data_file:
+            raise ConfigError("--feed replay needs a data file (--data FILE)")
+        series = load_series(spec.data_file, policy=spec.replay_policy)
+        symbol = spec.symbol or series.symbol
+        if spec.symbol and series.symbol and spec.symbol != series.symbol:
+            observer.on_warning(
+                f"--symbol {spec.symbol} differs from the file's {series.symbol}; using {symbol}"
+            )
+        for issue in series.issues[:20]:
+            observer.on_warning(f"data: {issue.message}")
+        if len(series.issues) > 20:
+            observer.on_warning(f"data: {len(series.issues) - 20} more issues not shown")
+        kinds: dict[str, int] = {}
+        for issue in series.issues:
+            kinds[issue.kind] = kinds.get(issue.kind, 0) + 1
+        info = {"file": str(spec.data_file), "rows": len(series), "issues": kinds}
+        return ReplayFeed(series), symbol, info
+    raise ConfigError(f"unknown feed {spec.feed!r}; available: sim, replay")
+
+
+class Run:
+    """One run of the engine. Create, then `execute()`; `request_stop()` from any thread."""
+
+    def __init__(self, spec: RunSpec, observer: RunObserver | None = None):
+        self.spec = spec
+        self.observer: RunObserver = observer or NullObserver()
+        self.run_id = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self.stopped_by = ""
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def execute(self) -> dict[str, Any]:
+        spec = self.spec
+        observer = self.observer
+        feed, symbol, feed_info = open_feed(spec, observer)
+        store = open_store(spec.store_url, spec.data_dir)
+        try:
+            store.migrate()
+            started_ms = int(time.time() * 1000)
+            store.create_run(RunRecord(
+                id=self.run_id, symbol=symbol, feed=spec.feed, mode=spec.mode,
+                started_at_ms=started_ms, status="running",
+                config=json.loads(json.dumps(spec.config, default=str))))
+            writer = StoreWriter(store.clone)
+            try:
+                summary = self._loop(feed, symbol, feed_info, store.url_redacted, store, writer)
+            except BaseException:
+                writer.close()
+                store.finish_run(self.run_id, "failed", int(time.time() * 1000), None)
+                raise
+            store.finish_run(self.run_id, summary["status"], int(time.time() * 1000), summary)
+            return summary
+        finally:
+            store.close()
+
+    def _loop(self, feed: Any, symbol: str, feed_info: dict[str, Any], store_url: str,
+              store: Any, writer: StoreWriter) -> dict[str, Any]:
+        spec = self.spec
+        observer = self.observer
+        run_id = self.run_id
+        params = spec.params
+        strat = st.ScalpStrategy(params.strategy, params.risk.vol_halflife_bars)
+        risk = RiskManager(params.risk, spec.starting_equity)
+        broker = PaperBroker(params.broker, spec.starting_equity)
+        if spec.resume:
+            self._resume(store, symbol, broker, strat)
+        hist = LatencyHistogram()
+        perf_ns = time.perf_counter_ns
+        add_equity = writer.add_equity
+        stop = self._stop
+        bar_limit = spec.bars or 0
+        deadline = time.monotonic() + spec.duration_s if spec.duration_s else None
+        pace_rng = random.Random(spec.seed)
+        equity_every = spec.equity_every_bars
+        counters = {"signals": 0, "filtered": 0, "orders": 0, "rejected": 0, "trades": 0,
+                    "wins": 0, "gross_profit": 0.0, "gross_loss": 0.0}
+        reasons: dict[str, int] = {}
+        commit_wait_ns = 0
+        order_seq = 0
+        signal_seq = 0
+        bars = 0
+        last_bar: Bar | None = None
+        next_progress = time.monotonic()
+        observer.on_start({"run_id": run_id, "symbol": symbol, "feed": spec.feed,
+                           "mode": spec.mode, "store": store_url, **feed_info})
+        wall0 = time.monotonic()
+        iterator: Iterator[Bar] = iter(feed)
+        t0 = perf_ns()
+        for bar in iterator:
+            ts, open_, high, low, close = bar.ts, bar.open, bar.high, bar.low, bar.close
+            durable = False
+            fill, closed, exit_fill, exit_trade = broker.on_bar(ts, open_, high, low)
+            if fill is not None or exit_fill is not None:
+                durable = self._record_fills(writer, symbol, (fill, exit_fill),
+                                             (closed, exit_trade), counters, strat, broker)
+            code = strat.update(close)
+            if code:
+                signal_seq += 1
+                fired = code in st.FIRED
+                reason_key = st.REASON_KEY[code]
+                reasons[reason_key] = reasons.get(reason_key, 0) + 1
+                writer.add_signal(SignalRecord(
+                    run_id=run_id, seq=signal_seq, ts_ms=ts,
+                    action=st.ACTION.get(code, "none"), fired=fired,
+                    reason=strat.describe(code, close), price=close))
+                if fired:
+                    counters["signals"] += 1
+                    order_seq += 1
+                    self._order(writer, symbol, code, order_seq, ts, close, strat, risk,
+                                broker, counters, reasons)
+                else:
+                    counters["filtered"] += 1
+            equity = broker.cash + broker.qty * close
+            drawdown = risk.mark(equity, ts)
+            bars += 1
+            if bars % equity_every == 0:
+                add_equity(EquityRecord(run_id, ts, equity, broker.cash, broker.qty * close,
+                                        drawdown))
+            last_bar = bar
+            hist.record(perf_ns() - t0)
+            if durable:
+                w0 = perf_ns()
+                writer.barrier(timeout=30.0)
+                commit_wait_ns += perf_ns() - w0
+                self._notify_trades(observer, closed, exit_trade)
+            if bars == bar_limit:
+                self.stopped_by = "bars"
+                break
+            if spec.speed or not bars & 63:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    self.stopped_by = "duration"
+                    break
+                if now >= next_progress:
+                    next_progress = now + PROGRESS_EVERY_S
+                    observer.on_progress(self._snapshot(bars, bar, strat, broker, risk, hist,
+                                                        counters, wall0))
+                if spec.speed:
+                    wait = jittered_interval(spec.interval_s, pace_rng) / spec.speed
+                    if deadline is not None:
+                        wait = min(wait, max(0.0, deadline - time.monotonic()))
+                    if stop.wait(wait):
+                        self.stopped_by = "signal"
+                        break
+                if stop.is_set():
+                    self.stopped_by = "signal"
+                    break
+            t0 = perf_ns()
+        else:
+            self.stopped_by = "end_of_data"
+
+        if last_bar is not None and spec.feed in ("sim", "replay"):
+            fill, closed = broker.close_all(last_bar.ts, last_bar.close, "end_of_run")
+            if fill is not None:
+                self._record_fills(writer, symbol, (fill,), (closed,), counters, strat, broker)
+                self._notify_trades(observer, closed, None)
+        w0 = perf_ns()
+        writer.close()
+        commit_wait_ns += perf_ns() - w0
+        wall = time.monotonic() - wall0
+        summary = self._summary(symbol, bars, broker, risk, hist, counters, reasons, wall,
+                                commit_wait_ns, writer, feed_info, last_bar, store_url)
+        return summary
+
+    def _resume(self, store: Any, symbol: str, broker: PaperBroker,
+                strat: st.ScalpStrategy) -> None:
+        pos = store.load_position(symbol, self.spec.mode)
+        if pos is not None and pos.qty > 0:
+            broker.restore(pos.qty, pos.entry_price, pos.entry_ts_ms, pos.stop_price,
+                           pos.take_profit, pos.run_id)
+            strat.long = True
+            self.observer.on_warning(
+                f"resumed open position: {pos.qty:.6g} {symbol} at {pos.entry_price:.6g}")
+
+    def _order(self, writer: StoreWriter, symbol: str, code: int, seq: int, ts: int,
+               close: float, strat: st.ScalpStrategy, risk: RiskManager, broker: PaperBroker,
+               counters: dict[str, Any], reasons: dict[str, int]) -> None:
+        order_id = f"{self.run_id[:12]}-{seq}"
+        reason = st.REASON_KEY[code]
+        if code != st.BUY:
+            if broker.qty > 0.0:
+                broker.submit(PendingOrder(order_id, SELL, broker.qty, reason))
+                counters["orders"] += 1
+            return
+        equity = broker.cash + broker.qty * close
+        reject = risk.entry_blocked(equity)
+        sizing = None
+        if reject is None:
+            sizing = risk.size(equity, close, strat.volatility)
+            qty = min(sizing.qty, broker.affordable_qty(close))
+            if qty * close < MIN_ORDER_NOTIONAL:
+                reject = REJECT_ZERO_SIZE
+        if reject is not None or sizing is None:
+            counters["rejected"] += 1
+            key = f"rejected_{reject}"
+            reasons[key] = reasons.get(key, 0) + 1
+            writer.add_order(OrderRecord(
+                id=order_id, run_id=self.run_id, ts_ms=ts, symbol=symbol, side=BUY, qty=0.0,
+                price=close, status="rejected", reason=str(reject), fill_price=None, fee=0.0))
+            return
+        broker.submit(PendingOrder(order_id, BUY, qty, reason, sizing.stop_price,
+                                   sizing.take_profit))
+        counters["orders"] += 1
+
+    def _record_fills(self, writer: StoreWriter, symbol: str, fills: tuple[Fill | None, ...],
+                      trades: tuple[ClosedTrade | None, ...], counters: dict[str, Any],
+                      strat: st.ScalpStrategy, broker: PaperBroker) -> bool:
+        run_id = self.run_id
+        for fill in fills:
+            if fill is None:
+                continue
+            writer.add_order(OrderRecord(
+                id=fill.order_id, run_id=run_id, ts_ms=fill.ts_ms, symbol=symbol,
+                side=fill.side, qty=fill.qty, price=fill.price, status="filled",
+                reason=fill.reason, fill_price=fill.price, fee=fill.fee))
+        for trade in trades:
+            if trade is None:
+                continue
+            counters["trades"] += 1
+            if trade.pnl > 0:
+                counters["wins"] += 1
+                counters["gross_profit"] += trade.pnl
+            else:
+                counters["gross_loss"] -= trade.pnl
+            writer.add_trade(TradeRecord(
+                id=trade.entry_order_id, run_id=run_id, symbol=symbol, side=BUY,
+                qty=trade.qty, entry_ts_ms=trade.entry_ts_ms, exit_ts_ms=trade.exit_ts_ms,
+                entry_price=trade.entry_price, exit_price=trade.exit_price, pnl=trade.pnl,
+                fees=trade.fees, exit_reason=trade.exit_reason))
+        strat.long = broker.qty > 0.0
+        if self.spec.resume:
+            writer.set_position(PositionRecord(
+                symbol=symbol, mode=self.spec.mode, qty=broker.qty,
+                entry_price=broker.entry_price, entry_ts_ms=broker.entry_ts_ms,
+                stop_price=broker.stop_price, take_profit=broker.take_profit,
+                run_id=broker.entry_order_id, updated_at_ms=int(time.time() * 1000)))
+            return True
+        return any(t is not None for t in trades)
+
+    def _notify_trades(self, observer: RunObserver, *trades: ClosedTrade | None) -> None:
+        for trade in trades:
+            if trade is not None:
+                observer.on_trade({"id": trade.entry_order_id, "pnl": trade.pnl,
+                                   "exit_reason": trade.exit_reason,
+                                   "entry_price": trade.entry_price,
+                                   "exit_price": trade.exit_price, "qty": trade.qty})
+
+    def _snapshot(self, bars: int, bar: Bar, strat: st.ScalpStrategy, broker: PaperBroker,
+                  risk: RiskManager, hist: LatencyHistogram, counters: dict[str, Any],
+                  wall0: float) -> dict[str, Any]:
+        equity = broker.equity(bar.close)
+        trades = counters["trades"]
+        return {
+            "bars": bars, "ts": bar.ts, "price": bar.close,
+            "ema_fast": strat.ema_fast, "ema_slow": strat.ema_slow, "macd": strat.macd,
+            "macd_signal": strat.signal, "rsi": strat.rsi,
+            "position_qty": broker.qty, "entry_price": broker.entry_price if broker.qty else None,
+            "equity": equity, "pnl": equity - self.spec.starting_equity,
+            "drawdown": risk.drawdown, "trades": trades,
+            "win_rate": counters["wins"] / trades if trades else None,
+            "latency_us": {"p50": hist.percentile_ns(0.5) / 1000,
+                           "p99": hist.percentile_ns(0.99) / 1000},
+            "elapsed_s": time.monotonic() - wall0,
+            "bars_limit": self.spec.bars, "duration_s": self.spec.duration_s,
+            "breaker": risk.breaker_tripped,
+        }
+
+    def _summary(self, symbol: str, bars: int, broker: PaperBroker, risk: RiskManager,
+                 hist: LatencyHistogram, counters: dict[str, Any], reasons: dict[str, int],
+                 wall: float, commit_wait_ns: int, writer: StoreWriter,
+                 feed_info: dict[str, Any], last_bar: Bar | None, store_url: str
+                 ) -> dict[str, Any]:
+        spec = self.spec
+        final_equity = broker.cash if last_bar is None else broker.equity(last_bar.close)
+        trades = counters["trades"]
+        gross_loss = counters["gross_loss"]
+        return {
+            "run_id": self.run_id,
+            "status": "interrupted" if self.stopped_by == "signal" else "finished",
+            "stopped_by": self.stopped_by,
+            "symbol": symbol, "feed": spec.feed, "mode": spec.mode,
+            "seed": spec.seed if spec.feed == "sim" else None,
+            "bars": bars,
+            "signals": counters["signals"],
+            "signals_filtered": counters["filtered"],
+            "orders": counters["orders"],
+            "orders_rejected": counters["rejected"],
+            "trades": trades,
+            "wins": counters["wins"],
+            "win_rate": counters["wins"] / trades if trades else None,
+            "profit_factor": counters["gross_profit"] / gross_loss if gross_loss else None,
+            "pnl": final_equity - spec.starting_equity,
+            "pnl_pct": (final_equity / spec.starting_equity - 1.0) * 100.0,
+            "fees": broker.fees_paid,
+            "starting_equity": spec.starting_equity,
+            "final_equity": final_equity,
+            "max_drawdown": risk.max_drawdown_seen,
+            "breaker_tripped": risk.breaker_tripped,
+            "reasons": reasons,
+            "latency_us": hist.summary_us(),
+            "commit_wait_ms": commit_wait_ns / 1e6,
+            "wall_s": wall,
+            "bars_per_s": bars / wall if wall > 0 else None,
+            "rss_mib": rss_mib(),
+            "rss_peak_mib": peak_rss_mib(),
+            "store": {"url": store_url, **dataclasses.asdict(writer.stats)},
+            "data": feed_info or None,
+        }

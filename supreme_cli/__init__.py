@@ -1,0 +1,1 @@
+"""The `supreme` command line: the only layer that prints or exits."""

@@ -1,0 +1,13 @@
+"""Every command module registers here, and only here, once it works."""
+
+from __future__ import annotations
+
+import typer
+
+from supreme_cli.commands import config_cmd, db, run
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", help=run.HELP, epilog=run.EPILOG)(run.run)
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(db.app, name="db")

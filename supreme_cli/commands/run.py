@@ -1,0 +1,151 @@
+"""`supreme run`: the engine's main job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.errors import ConfigError
+from engine.parsing import parse_speed
+from supreme_cli.options import (
+    ConfigOpt,
+    DbOpt,
+    JsonOpt,
+    ProfileOpt,
+    VerboseOpt,
+    resolve_for,
+    use_globals,
+)
+from supreme_cli.output import Output
+
+HELP = """Run the engine: feed → indicators → signals → risk → paper broker → store.
+
+Ctrl-C or SIGTERM finishes the current bar, flushes the store, prints the summary and exits
+0; a second Ctrl-C exits 130 at once."""
+EPILOG = ("Examples: supreme run --bars 20000 · supreme run --feed replay --data "
+          "ETH_USDT-1m.json --speed max --json · supreme run --duration 10m --speed 60x")
+
+
+class CliObserver:
+    """Shows a run's progress on stderr: a Rich live view on a terminal, lines in verbose."""
+
+    def __init__(self, out: Output, live: bool):
+        self.out = out
+        self.symbol = ""
+        self._live: Any = None
+        self._want_live = live
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.symbol = info["symbol"]
+        self.out.info(f"run {info['run_id']} · {info['symbol']} · {info['feed']} · "
+                      f"{info['mode']} · store {info['store']}")
+        if self._want_live:
+            from rich.live import Live
+
+            self._live = Live(console=self.out.err, refresh_per_second=4, transient=True)
+            self._live.start()
+
+    def on_progress(self, snapshot: dict[str, Any]) -> None:
+        if self._live is not None:
+            from supreme_cli.render import live_view
+
+            self._live.update(live_view(snapshot, self.symbol))
+
+    def on_trade(self, trade: dict[str, Any]) -> None:
+        self.out.info(f"trade {trade['id']} committed: pnl {trade['pnl']:+.4f} "
+                      f"({trade['exit_reason']})")
+
+    def on_warning(self, message: str) -> None:
+        self.out.warn(message)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _install_signal_handlers(request_stop: Any) -> dict[int, Any]:
+    state = {"count": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        state["count"] += 1
+        if state["count"] == 1 and signum in (signal.SIGINT, signal.SIGTERM):
+            request_stop()
+            return
+        sys.stderr.write("\ninterrupted again: exiting now\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def run(
+    ctx: typer.Context,
+    symbol: Annotated[str | None, typer.Option(help="ETH-USDT, ETH/USDT or ETHUSDT.")] = None,
+    feed: Annotated[str | None, typer.Option(help="sim or replay.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="File to replay: freqtrade JSON, Binance kline CSV or zip, CSV.")] = None,
+    mode: Annotated[str | None, typer.Option(help="paper or backtest (live: exchange layer).")]
+    = None,
+    duration: Annotated[str | None, typer.Option(
+        help="Wall-clock limit: 600, 30s, 10m, 8h.")] = None,
+    bars: Annotated[int | None, typer.Option(help="Stop after N bars.")] = None,
+    speed: Annotated[str | None, typer.Option(help="max, realtime or Nx (e.g. 60x).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Simulator seed.")] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="Corrupt replay rows: fail, skip or fill. Gaps are always reported and bridged.")]
+    = None,
+    db: DbOpt = None,
+    live: Annotated[bool, typer.Option(help="Show the live view on a terminal.")] = True,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    from engine.config import EngineParams
+    from engine.pipeline import Run, RunSpec
+
+    g, out = use_globals(ctx, profile, config, verbose, json_out)
+    if bars is not None and bars < 1:
+        raise ConfigError("--bars must be at least 1")
+    flags = {"symbol": symbol, "feed": feed, "data_file": str(data) if data else None,
+             "mode": mode, "duration": duration, "bars": bars, "speed": speed, "seed": seed,
+             "replay_policy": policy, "db": db}
+    resolved = resolve_for(g, out, flags)
+    if resolved["mode"] == "live":
+        raise ConfigError("--mode live needs the exchange layer, which this build does not "
+                          "have yet; use --mode paper")
+    symbol_set = resolved.sources["symbol"] != "default"
+    spec = RunSpec(
+        symbol=resolved["symbol"] if symbol_set or resolved["feed"] == "sim" else None,
+        feed=resolved["feed"], mode=resolved["mode"], seed=resolved["seed"],
+        data_file=resolved["data_file"], replay_policy=resolved["replay_policy"],
+        bars=resolved["bars"], duration_s=resolved["duration"],
+        speed=parse_speed(resolved["speed"]),
+        interval_s=resolved["interval_seconds"], starting_equity=resolved["starting_equity"],
+        equity_every_bars=resolved["equity_every_bars"],
+        params=EngineParams.from_resolved(resolved), store_url=resolved.store_url,
+        data_dir=resolved.data_dir, resume=False, config=resolved.redacted())
+    observer = CliObserver(out, live=live and out.err.is_terminal)
+    engine_run = Run(spec, observer)
+    previous = _install_signal_handlers(engine_run.request_stop)
+    try:
+        summary = engine_run.execute()
+    finally:
+        observer.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if out.json_mode:
+        out.emit(summary)
+    else:
+        from supreme_cli.render import summary_table
+
+        out.result(summary_table(summary))

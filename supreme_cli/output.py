@@ -1,0 +1,101 @@
+"""Where everything the CLI shows goes: stdout for results, stderr for the rest.
+
+With --json, stdout receives exactly one JSON document (`emit`) and nothing else; tables,
+warnings, progress and live views go to stderr or are skipped. Every line of text passes
+through `scrub`, which removes the values of configured secrets as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def jsonable(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by null; keep other numbers unrounded."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class Output:
+    json_mode: bool = False
+    verbose: bool = False
+    secrets: list[str] = field(default_factory=list)
+    emitted: bool = False
+
+    _out: Any = None
+    _err: Any = None
+
+    @property
+    def out(self) -> Any:
+        """Rich console on stdout, built on first use so `--help` never imports rich.console."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        return self._out
+
+    @property
+    def err(self) -> Any:
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        return self._err
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    def emit(self, document: dict[str, Any]) -> None:
+        """Write the command's single JSON document to stdout."""
+        if self.emitted:
+            raise RuntimeError("a JSON document was already written for this command")
+        self.emitted = True
+        text = json.dumps(jsonable(document), allow_nan=False, default=str)
+        sys.stdout.write(self.scrub(text) + "\n")
+        sys.stdout.flush()
+
+    def result(self, renderable: Any) -> None:
+        """Human output of a result: stdout normally, stderr when stdout carries JSON."""
+        (self.err if self.json_mode else self.out).print(renderable)
+
+    def info(self, message: str) -> None:
+        if self.verbose:
+            self.err.print(self.scrub(message), markup=False)
+
+    def warn(self, message: str) -> None:
+        self.err.print("[yellow]warning:[/] " + _escape(self.scrub(message)))
+
+    def error(self, message: str) -> None:
+        self.err.print("[red]error:[/] " + _escape(self.scrub(message)))
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+_current = Output()
+
+
+def current() -> Output:
+    return _current
+
+
+def configure(json_mode: bool, verbose: bool) -> Output:
+    global _current
+    _current = Output(json_mode=json_mode, verbose=verbose)
+    return _current
