@@ -113,7 +113,7 @@ def open_feed(spec: RunSpec, observer: RunObserver) -> tuple[Any, str, dict[str,
                 f"--symbol {spec.symbol} differs from the file's {series.symbol}; using {symbol}"
             )
         for issue in series.issues[:20]:
-            observer.on_warning(f"data: {issue.message}")
+            observer.on_warning(f"data: {issue}")
         if len(series.issues) > 20:
             observer.on_warning(f"data: {len(series.issues) - 20} more issues not shown")
         kinds: dict[str, int] = {}
@@ -257,7 +257,9 @@ class Run:
         else:
             self.stopped_by = "end_of_data"
 
-        if last_bar is not None and spec.feed in ("sim", "replay"):
+        if last_bar is not None and not spec.resume:
+            # Sim and replay runs are self-contained: close what is open so every position
+            # ends as a trade. Resumable runs keep it open for the next start.
             fill, closed = broker.close_all(last_bar.ts, last_bar.close, "end_of_run")
             if fill is not None:
                 self._record_fills(writer, symbol, (fill,), (closed,), counters, strat, broker)

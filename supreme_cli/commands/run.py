@@ -75,6 +75,8 @@ def _install_signal_handlers(request_stop: Any) -> dict[int, Any]:
     def handler(signum: int, frame: Any) -> None:
         state["count"] += 1
         if state["count"] == 1 and signum in (signal.SIGINT, signal.SIGTERM):
+            sys.stderr.write("\nstopping after this bar and flushing the store "
+                             "(Ctrl-C again to exit at once)\n")
             request_stop()
             return
         sys.stderr.write("\ninterrupted again: exiting now\n")

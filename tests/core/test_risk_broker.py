@@ -39,7 +39,7 @@ def test_drawdown_breaker_latches_and_daily_loss_resets_next_day():
 def test_paper_broker_fills_at_next_open_with_fee_and_slippage():
     b = PaperBroker(BrokerParams(fee_bps=10, slippage_bps=1), cash=10_000.0)
     b.submit(PendingOrder("o1", BUY, 1.0, "macd_cross_up", stop_price=1900, take_profit=2200))
-    fill, closed, exit_fill, exit_trade = b.on_bar(1, 2000.0, 2010.0, 1990.0)
+    fill, closed, exit_fill, _exit_trade = b.on_bar(1, 2000.0, 2010.0, 1990.0)
     assert fill is not None and closed is None and exit_fill is None
     assert fill.price == pytest.approx(2000.0 * 1.0001)
     assert fill.fee == pytest.approx(fill.price * 0.001)
