@@ -22,11 +22,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from engine import strategy as st
 from engine.broker.paper import BUY, SELL, ClosedTrade, Fill, PaperBroker, PendingOrder
-from engine.config import EngineParams
+from engine.config import EngineParams, StrategyParams
 from engine.errors import ConfigError
 from engine.latency import LatencyHistogram
 from engine.risk import REJECT_ZERO_SIZE, RiskManager
@@ -45,6 +45,25 @@ from engine.types import Bar
 
 PROGRESS_EVERY_S = 0.25
 MIN_ORDER_NOTIONAL = 5.0  # quote currency; Binance's smallest ETH-USDT notional is 5 USDT
+
+
+class DeferredSignal(NamedTuple):
+    """A signal whose reason sentence is formatted on the store writer's thread."""
+
+    run_id: str
+    seq: int
+    ts_ms: int
+    code: int
+    price: float
+    params: StrategyParams
+    facts: tuple[float, float, float, float, int]
+
+    def __call__(self) -> SignalRecord:
+        return SignalRecord(
+            run_id=self.run_id, seq=self.seq, ts_ms=self.ts_ms,
+            action=st.ACTION.get(self.code, "none"), fired=self.code in st.FIRED,
+            reason=st.describe(self.params, self.code, self.price, *self.facts),
+            price=self.price)
 
 
 class RunObserver(Protocol):
@@ -204,14 +223,11 @@ class Run:
             code = strat.update(close)
             if code:
                 signal_seq += 1
-                fired = code in st.FIRED
                 reason_key = st.REASON_KEY[code]
                 reasons[reason_key] = reasons.get(reason_key, 0) + 1
-                writer.add_signal(SignalRecord(
-                    run_id=run_id, seq=signal_seq, ts_ms=ts,
-                    action=st.ACTION.get(code, "none"), fired=fired,
-                    reason=strat.describe(code, close), price=close))
-                if fired:
+                writer.add_signal(DeferredSignal(run_id, signal_seq, ts, code, close,
+                                                 params.strategy, strat.facts()))
+                if code in st.FIRED:
                     counters["signals"] += 1
                     order_seq += 1
                     self._order(writer, symbol, code, order_seq, ts, close, strat, risk,

@@ -208,23 +208,31 @@ class ScalpStrategy:
         p = self._p
         return max(p.ema_slow + p.macd_signal - 1, p.rsi_period + 1)
 
+    def facts(self) -> tuple[float, float, float, float, int]:
+        """The numbers a reason quotes, captured now so the sentence can be built later."""
+        return (self.hist, self.rsi, self.ema_fast, self.ema_slow, self.cooldown_left)
+
     def describe(self, code: int, close: float) -> str:
         """A sentence saying why a signal fired or was filtered, with the numbers."""
-        p = self._p
-        rsi = self.rsi
-        strength_bps = abs(self.hist) / close * 10_000.0 if close else 0.0
-        facts = (
-            f"hist={self.hist:.6g} ({strength_bps:.2f} bps) rsi={rsi:.1f} "
-            f"ema{p.ema_fast}={self.ema_fast:.6g} ema{p.ema_slow}={self.ema_slow:.6g}"
-        )
-        text = {
-            BUY: "MACD crossed above signal; RSI, trend and strength filters passed",
-            SELL_MACD: "MACD crossed below signal",
-            SELL_RSI: f"RSI above exit level {p.rsi_exit:g}",
-            FILTERED_COOLDOWN: f"cross ignored: cooldown, {self.cooldown_left} bars left",
-            FILTERED_RSI_LOW: f"cross ignored: RSI below {p.rsi_min:g}",
-            FILTERED_RSI_HIGH: f"cross ignored: RSI above {p.rsi_max:g}",
-            FILTERED_TREND: "cross ignored: fast EMA not above slow EMA",
-            FILTERED_WEAK: f"cross ignored: strength below {p.min_strength_bps:g} bps",
-        }.get(code, "no signal")
-        return f"{text}; {facts}"
+        return describe(self._p, code, close, *self.facts())
+
+
+def describe(p: StrategyParams, code: int, close: float, hist: float, rsi: float,
+             ema_fast: float, ema_slow: float, cooldown_left: int) -> str:
+    """The reason sentence for a signal code; pure, so it can run off the tick path."""
+    strength_bps = abs(hist) / close * 10_000.0 if close else 0.0
+    facts = (
+        f"hist={hist:.6g} ({strength_bps:.2f} bps) rsi={rsi:.1f} "
+        f"ema{p.ema_fast}={ema_fast:.6g} ema{p.ema_slow}={ema_slow:.6g}"
+    )
+    text = {
+        BUY: "MACD crossed above signal; RSI, trend and strength filters passed",
+        SELL_MACD: "MACD crossed below signal",
+        SELL_RSI: f"RSI above exit level {p.rsi_exit:g}",
+        FILTERED_COOLDOWN: f"cross ignored: cooldown, {cooldown_left} bars left",
+        FILTERED_RSI_LOW: f"cross ignored: RSI below {p.rsi_min:g}",
+        FILTERED_RSI_HIGH: f"cross ignored: RSI above {p.rsi_max:g}",
+        FILTERED_TREND: "cross ignored: fast EMA not above slow EMA",
+        FILTERED_WEAK: f"cross ignored: strength below {p.min_strength_bps:g} bps",
+    }.get(code, "no signal")
+    return f"{text}; {facts}"

@@ -128,7 +128,11 @@ class StoreWriter:
         if full:
             self._wake.set()
 
-    def add_signal(self, rec: SignalRecord) -> None:
+    def add_signal(self, rec: SignalRecord | Callable[[], SignalRecord]) -> None:
+        """A record, or a zero-argument callable that builds it on the writer thread.
+
+        The callable form keeps costly work (formatting a reason sentence) off the tick path.
+        """
         self._put(_SIGNAL, rec)
 
     def add_order(self, rec: OrderRecord) -> None:
@@ -290,6 +294,7 @@ class StoreWriter:
                     self._store = self._factory()
                 started = time.perf_counter()
                 sig, orders, trades, equity = ([r for _, r in e] for e in batch.entries)
+                sig = [r if isinstance(r, SignalRecord) else r() for r in sig]
                 self._store.write_batch(signals=sig, orders=orders, trades=trades,
                                         equity=equity, positions=[r for _, r in batch.positions])
                 elapsed = time.perf_counter() - started
