@@ -186,7 +186,7 @@ class Run:
         observer = self.observer
         run_id = self.run_id
         params = spec.params
-        strat = st.ScalpStrategy(params.strategy, params.risk.vol_halflife_bars)
+        strat = st.ScalpStrategy(params.strategy, params.risk, spec.starting_equity)
         risk = RiskManager(params.risk, spec.starting_equity)
         broker = PaperBroker(params.broker, spec.starting_equity)
         if spec.resume:
@@ -203,6 +203,7 @@ class Run:
                     "wins": 0, "gross_profit": 0.0, "gross_loss": 0.0}
         reasons: dict[str, int] = {}
         commit_wait_ns = 0
+        store_wait_ns = 0
         order_seq = 0
         signal_seq = 0
         bars = 0
@@ -216,10 +217,12 @@ class Run:
         for bar in iterator:
             ts, open_, high, low, close = bar.ts, bar.open, bar.high, bar.low, bar.close
             durable = False
-            fill, closed, exit_fill, exit_trade = broker.on_bar(ts, open_, high, low)
-            if fill is not None or exit_fill is not None:
-                durable = self._record_fills(writer, symbol, (fill, exit_fill),
-                                             (closed, exit_trade), counters, strat, broker)
+            closed = exit_trade = None
+            if broker.pending is not None or broker.qty > 0.0:
+                fill, closed, exit_fill, exit_trade = broker.on_bar(ts, open_, high, low)
+                if fill is not None or exit_fill is not None:
+                    durable = self._record_fills(writer, symbol, (fill, exit_fill),
+                                                 (closed, exit_trade), counters, strat, broker)
             code = strat.update(close)
             if code:
                 signal_seq += 1
@@ -242,6 +245,10 @@ class Run:
                                         drawdown))
             last_bar = bar
             hist.record(perf_ns() - t0)
+            if writer.backlogged:
+                w0 = perf_ns()
+                writer.wait_for_room()
+                store_wait_ns += perf_ns() - w0
             if durable:
                 w0 = perf_ns()
                 writer.barrier(timeout=30.0)
@@ -286,6 +293,7 @@ class Run:
         wall = time.monotonic() - wall0
         summary = self._summary(symbol, bars, broker, risk, hist, counters, reasons, wall,
                                 commit_wait_ns, writer, feed_info, last_bar, store_url)
+        summary["store_wait_ms"] = store_wait_ns / 1e6
         return summary
 
     def _resume(self, store: Any, symbol: str, broker: PaperBroker,
@@ -310,13 +318,10 @@ class Run:
             return
         equity = broker.cash + broker.qty * close
         reject = risk.entry_blocked(equity)
-        sizing = None
-        if reject is None:
-            sizing = risk.size(equity, close, strat.volatility)
-            qty = min(sizing.qty, broker.affordable_qty(close))
-            if qty * close < MIN_ORDER_NOTIONAL:
-                reject = REJECT_ZERO_SIZE
-        if reject is not None or sizing is None:
+        qty = min(strat.entry_qty, broker.affordable_qty(close))
+        if reject is None and qty * close < MIN_ORDER_NOTIONAL:
+            reject = REJECT_ZERO_SIZE
+        if reject is not None:
             counters["rejected"] += 1
             key = f"rejected_{reject}"
             reasons[key] = reasons.get(key, 0) + 1
@@ -324,8 +329,8 @@ class Run:
                 id=order_id, run_id=self.run_id, ts_ms=ts, symbol=symbol, side=BUY, qty=0.0,
                 price=close, status="rejected", reason=str(reject), fill_price=None, fee=0.0))
             return
-        broker.submit(PendingOrder(order_id, BUY, qty, reason, sizing.stop_price,
-                                   sizing.take_profit))
+        stop_price, take_profit = risk.levels(close, strat.volatility)
+        broker.submit(PendingOrder(order_id, BUY, qty, reason, stop_price, take_profit))
         counters["orders"] += 1
 
     def _record_fills(self, writer: StoreWriter, symbol: str, fills: tuple[Fill | None, ...],
@@ -354,6 +359,8 @@ class Run:
                 entry_price=trade.entry_price, exit_price=trade.exit_price, pnl=trade.pnl,
                 fees=trade.fees, exit_reason=trade.exit_reason))
         strat.long = broker.qty > 0.0
+        if not strat.long:
+            strat.set_sizing_equity(broker.cash)
         if self.spec.resume:
             writer.set_position(PositionRecord(
                 symbol=symbol, mode=self.spec.mode, qty=broker.qty,

@@ -68,13 +68,26 @@ class RiskManager:
             return REJECT_DAILY_LOSS
         return None
 
-    def size(self, equity: float, price: float, volatility: float) -> Sizing:
-        """Fixed-fractional size for a long entry at `price` given per-bar return volatility."""
+    def stop_distance(self, price: float, volatility: float) -> float:
         p = self._p
-        stop_distance = max(p.stop_vol_mult * volatility, p.min_stop_bps / 10_000.0) * price
+        return max(p.stop_vol_mult * volatility, p.min_stop_bps / 10_000.0) * price
+
+    def size(self, equity: float, price: float, volatility: float) -> Sizing:
+        """Fixed-fractional size for a long entry at `price` given per-bar return volatility.
+
+        The reference definition; ScalpStrategy computes the same quantity inline on every
+        tick, and a test holds the two equal.
+        """
+        p = self._p
+        stop_distance = self.stop_distance(price, volatility)
         qty = equity * p.risk_per_trade / stop_distance
         cap = equity * p.max_position_fraction / price
         capped = qty > cap
         if capped:
             qty = cap
         return Sizing(qty, price - stop_distance, price + p.take_profit_r * stop_distance, capped)
+
+    def levels(self, price: float, volatility: float) -> tuple[float, float]:
+        """Stop-loss and take-profit prices for a long entry at `price`."""
+        distance = self.stop_distance(price, volatility)
+        return price - distance, price + self._p.take_profit_r * distance

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 
-from engine.config import StrategyParams
+from engine.config import RiskParams, StrategyParams
 
 NONE = 0
 BUY = 1
@@ -48,32 +48,55 @@ REASON_KEY = {
 
 
 class ScalpStrategy:
-    """EMA fast/slow, MACD + signal, RSI and an EWMA return variance, updated in O(1)."""
+    """EMA fast/slow, MACD + signal, RSI, an EWMA return variance and the entry size, in O(1).
+
+    The entry size is engine.risk.RiskManager.size's quantity, computed inline on every
+    tick for the equity last given to `set_sizing_equity` (the cash while flat): a call per
+    tick into the risk module would cost as much as all the indicators together.
+    """
 
     __slots__ = (
-        "_a_fast", "_a_sig", "_a_slow", "_a_var", "_buf", "_inv_rsi", "_k", "_p",
-        "avg_gain", "avg_loss", "cooldown_left", "ema_fast", "ema_slow", "hist",
-        "long", "macd", "n", "prev_close", "ready", "signal", "var",
+        "_a_fast", "_a_sig", "_a_slow", "_a_var", "_buf", "_cap_budget", "_inv_rsi", "_k",
+        "_min_stop_var", "_p", "_risk_budget", "_stop_k2", "avg_gain", "avg_loss",
+        "cooldown_left", "ema_fast", "ema_slow", "entry_qty", "hist", "long", "prev_close",
+        "ready", "risk_params", "signal", "var",
     )
 
-    def __init__(self, params: StrategyParams | None = None, vol_halflife_bars: float = 30.0):
+    def __init__(self, params: StrategyParams | None = None, risk: RiskParams | None = None,
+                 sizing_equity: float = 10_000.0):
         p = params or StrategyParams()
+        r = risk or RiskParams()
         self._p = p
+        self.risk_params = r
         self._a_fast = 2.0 / (p.ema_fast + 1)
         self._a_slow = 2.0 / (p.ema_slow + 1)
         self._a_sig = 2.0 / (p.macd_signal + 1)
         self._inv_rsi = 1.0 / p.rsi_period
-        self._a_var = 1.0 - 0.5 ** (1.0 / vol_halflife_bars)
+        self._a_var = 1.0 - 0.5 ** (1.0 / r.vol_halflife_bars)
         self._k = (self._a_fast, self._a_slow, self._a_sig, self._inv_rsi, self._a_var)
+        # Sizing compares variances, not deviations, to skip a square root when the floor wins.
+        self._stop_k2 = r.stop_vol_mult**2
+        self._min_stop_var = (r.min_stop_bps / 10_000.0) ** 2
+        self._risk_budget = self._cap_budget = 0.0
+        self.set_sizing_equity(sizing_equity)
+        self.entry_qty = 0.0
         self._buf: list[float] = []
-        self.n = 0
         self.ready = False
-        self.ema_fast = self.ema_slow = self.macd = self.signal = self.hist = float("nan")
+        self.ema_fast = self.ema_slow = self.signal = self.hist = float("nan")
         self.avg_gain = self.avg_loss = float("nan")
         self.prev_close = float("nan")
         self.var = 0.0
         self.cooldown_left = 0
         self.long = False
+
+    def set_sizing_equity(self, equity: float) -> None:
+        r = self.risk_params
+        self._risk_budget = equity * r.risk_per_trade
+        self._cap_budget = equity * r.max_position_fraction
+
+    @property
+    def macd(self) -> float:
+        return self.ema_fast - self.ema_slow
 
     @property
     def rsi(self) -> float:
@@ -97,7 +120,14 @@ class ScalpStrategy:
         change = close - prev_close
         ret = change / prev_close
         var = self.var
-        self.var = var + a_var * (ret * ret - var)
+        var += a_var * (ret * ret - var)
+        self.var = var
+        stop_var = self._stop_k2 * var
+        if stop_var < self._min_stop_var:
+            stop_var = self._min_stop_var
+        qty = self._risk_budget / (stop_var**0.5 * close)
+        cap = self._cap_budget / close
+        self.entry_qty = qty if qty < cap else cap
         gain = self.avg_gain
         loss = self.avg_loss
         if change > 0.0:
@@ -114,7 +144,6 @@ class ScalpStrategy:
         slow += a_slow * (close - slow)
         self.ema_slow = slow
         macd = fast - slow
-        self.macd = macd
         signal = self.signal
         signal += a_sig * (macd - signal)
         self.signal = signal
@@ -176,14 +205,14 @@ class ScalpStrategy:
         elif n > p.ema_slow:
             self.ema_slow += self._a_slow * (close - self.ema_slow)
         if n >= p.ema_slow:
-            self.macd = self.ema_fast - self.ema_slow
+            macd = self.ema_fast - self.ema_slow
             macd_count = n - p.ema_slow + 1
             if macd_count == p.macd_signal:
                 self.signal = sum(self._macd_history(p)) / p.macd_signal
             elif macd_count > p.macd_signal:
-                self.signal += self._a_sig * (self.macd - self.signal)
+                self.signal += self._a_sig * (macd - self.signal)
             if macd_count >= p.macd_signal:
-                self.hist = self.macd - self.signal
+                self.hist = macd - self.signal
         if self.hist == self.hist and self.avg_gain == self.avg_gain:
             self.ready = True
             self._buf = []

@@ -105,6 +105,8 @@ class StoreWriter:
         self._commit_s = self._max_commit_s = 0.0
         self._healthy = True
         self._last_error: str | None = None
+        # Read on every tick without the lock: a stale value only delays backpressure a tick.
+        self.backlogged = False
 
         self._store: Store | None = None
         self._thread = threading.Thread(target=self._run, name="supreme-store-writer",
@@ -126,6 +128,7 @@ class StoreWriter:
                 self._shed()
             full = self._size >= self._max_batch
         if full:
+            self.backlogged = True
             self._wake.set()
 
     def add_signal(self, rec: SignalRecord | Callable[[], SignalRecord]) -> None:
@@ -185,6 +188,25 @@ class StoreWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         return self.barrier(timeout)
+
+    def wait_for_room(self, timeout: float = 30.0) -> bool:
+        """Backpressure: block while a healthy store has a full batch or more queued.
+
+        A producer faster than the store (a replay at full speed) then runs at the store's
+        pace instead of growing the queue until rows are shed. While the store is failing
+        this returns at once: trading must not stop for it, and the queue bound applies.
+        """
+        deadline = time.monotonic() + timeout
+        low_water = self._max_batch // 2
+        with self._committed_cv:
+            while self._healthy and self._size > low_water and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._committed_cv.wait(min(remaining, 0.5))
+        self.backlogged = self._size >= self._max_batch
+        return True
 
     def close(self, timeout: float = 10.0) -> bool:
         """Final flush, then stop the thread. True if nothing was left unwritten."""
@@ -315,6 +337,7 @@ class StoreWriter:
         with self._committed_cv:
             self._committed = max(self._committed, batch.cutoff)
             self._committed_cv.notify_all()
+        self.backlogged = self._size >= self._max_batch
         return True
 
     def _drop_store(self) -> None:

@@ -123,3 +123,18 @@ def test_volatility_tracks_return_scale():
         calm.update(100.0 * (1.0 + 0.0005 * (-1) ** i))
         wild.update(100.0 * (1.0 + 0.01 * (-1) ** i))
     assert wild.volatility > 10 * calm.volatility > 0
+
+
+def test_inline_entry_size_equals_the_risk_reference():
+    from engine.config import RiskParams
+    from engine.risk import RiskManager
+
+    for rp in (RiskParams(), RiskParams(min_stop_bps=0.0, max_position_fraction=100.0),
+               RiskParams(min_stop_bps=500.0)):
+        s = st.ScalpStrategy(risk=rp, sizing_equity=12_345.0)
+        risk = RiskManager(rp)
+        for i, c in enumerate(_series_with_cross() * 3):
+            s.update(c)
+            if s.ready and i > 40:
+                assert s.entry_qty == pytest.approx(
+                    risk.size(12_345.0, c, s.volatility).qty, rel=1e-12)

@@ -372,3 +372,35 @@ def test_sigkill_never_loses_an_acknowledged_trade(
 def test_records_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         trade("r", 1).pnl = 2.0  # type: ignore[misc]
+
+
+def test_backpressure_waits_for_a_healthy_store_and_never_sheds(db: SqliteStore) -> None:
+    writer = StoreWriter(db.clone, max_batch=100, max_queue=1_000, **FAST)
+    try:
+        for i in range(5_000):
+            writer.add_equity(equity("run-1", i))
+            if writer.backlogged:
+                assert writer.wait_for_room(timeout=10)
+                assert writer.stats.queued <= 100
+        assert writer.close()
+        stats = writer.stats
+        assert stats.dropped_equity == 0
+        assert stats.max_queue_depth <= 1_000
+    finally:
+        writer.close()
+    assert db.counts()["equity"] == 5_000
+
+
+def test_backpressure_does_not_block_on_a_failing_store(tmp_path: Path) -> None:
+    outage = Outage(tmp_path / "down.db")
+    writer = StoreWriter(outage, max_batch=10, max_queue=50, **FAST)
+    try:
+        for i in range(200):
+            writer.add_equity(equity("run-1", i))
+        assert wait_for(lambda: not writer.healthy)
+        started = time.monotonic()
+        assert writer.wait_for_room(timeout=5)
+        assert time.monotonic() - started < 0.5
+        assert writer.stats.dropped_equity > 0
+    finally:
+        writer.close(timeout=1)

@@ -1,0 +1,202 @@
+"""Benchmark `supreme run` end to end: full tick, replay throughput, memory, start-up.
+
+    python benchmarks/bench_run.py [--quick] [--json out.json]
+
+* full tick: the run loop's own bounded latency histogram (feed → strategy → risk → paper
+  broker → store buffer → histogram), real SQLite store writer on, for the replay feed over
+  the 66k-bar ETH file and for the simulator; medians over repeats.
+* replay throughput: wall time of the `supreme run --feed replay --speed max` process over
+  ETH_USDT-1m.json, start-up included.
+* engine memory: tracemalloc's traced heap while a run processes 1,000,000 simulated bars,
+  sampled as it goes (the store writer's queue included), plus the peak.
+* peak RSS of `supreme run --feed sim` on the embedded defaults (no Redis, no PostgreSQL).
+* start-up: wall time of `supreme --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = Path(os.environ.get("SUPREME_SHARED_DATA", REPO.parent / "shared" / "data"))
+BIN = Path(sys.executable).with_name("supreme")
+
+from engine.pipeline import Run, RunSpec  # noqa: E402
+
+
+def _clean_env(data_dir: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("POSTGRES_URL", "REDIS_URL", "SUPREME_DB")}
+    env["SUPREME_DATA_DIR"] = data_dir
+    return env
+
+
+def full_tick(feed: str, repeats: int, bars: int | None) -> dict[str, Any]:
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = RunSpec(symbol=None if feed == "replay" else "ETH-USDT", feed=feed,
+                           data_file=str(DATA / "ETH_USDT-1m.json") if feed == "replay"
+                           else None, bars=bars, seed=1, data_dir=Path(tmp))
+            runs.append(Run(spec).execute())
+    lat = [r["latency_us"] for r in runs]
+    return {
+        "feed": feed, "repeats": repeats, "bars": runs[0]["bars"],
+        "mean_us": statistics.median(x["mean"] for x in lat),
+        "p50_us": statistics.median(x["p50"] for x in lat),
+        "p95_us": statistics.median(x["p95"] for x in lat),
+        "p99_us": statistics.median(x["p99"] for x in lat),
+        "max_us": statistics.median(x["max"] for x in lat),
+        "runs_mean_us": [x["mean"] for x in lat], "runs_p99_us": [x["p99"] for x in lat],
+        "commit_wait_ms": statistics.median(r["commit_wait_ms"] for r in runs),
+    }
+
+
+def replay_wall(repeats: int) -> dict[str, Any]:
+    walls = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([str(BIN), "run", "--feed", "replay", "--speed", "max", "--data",
+                            str(DATA / "ETH_USDT-1m.json"), "--json"], check=True,
+                           capture_output=True, env=_clean_env(tmp))
+            walls.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(walls), "runs_s": walls, "bars": 66_087}
+
+
+class _Sampler:
+    def __init__(self) -> None:
+        self.samples: list[tuple[int, int]] = []
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_progress(self, snap: dict[str, Any]) -> None:
+        self.samples.append((snap["bars"], tracemalloc.get_traced_memory()[0]))
+
+    def on_trade(self, trade: dict[str, Any]) -> None:
+        pass
+
+    def on_warning(self, message: str) -> None:
+        pass
+
+
+def engine_memory(bars: int) -> dict[str, Any]:
+    sampler = _Sampler()
+    with tempfile.TemporaryDirectory() as tmp:
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        Run(RunSpec(symbol="ETH-USDT", feed="sim", bars=bars, seed=2, data_dir=Path(tmp)),
+            sampler).execute()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    samples = [(b, m - base) for b, m in sampler.samples]
+    later = [m for b, m in samples if b >= bars // 10]
+    return {
+        "bars": bars, "samples": len(samples),
+        "heap_at_10pct_mib": later[0] / 2**20 if later else None,
+        "heap_at_end_mib": samples[-1][1] / 2**20 if samples else None,
+        "heap_max_after_10pct_mib": max(later) / 2**20 if later else None,
+        "heap_min_after_10pct_mib": min(later) / 2**20 if later else None,
+        "peak_mib": (peak - base) / 2**20,
+    }
+
+
+def sim_peak_rss(bars: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        code = ("import resource, subprocess, sys; "
+                f"subprocess.run([{str(BIN)!r}, 'run', '--feed', 'sim', '--bars', '{bars}', "
+                "'--json'], check=True, capture_output=True); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                             text=True, env=_clean_env(tmp))
+    return {"bars": bars, "peak_rss_mib": int(out.stdout.strip()) / 1024}
+
+
+def startup(repeats: int) -> dict[str, Any]:
+    walls = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([str(BIN), "--help"], check=True, capture_output=True)
+        walls.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(walls), "min_s": min(walls), "repeats": repeats}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    r = 3 if quick else 7
+    res = {
+        "full_tick_replay": full_tick("replay", r, None),
+        "full_tick_sim": full_tick("sim", r, 66_087),
+        "replay_wall": replay_wall(r),
+        "engine_memory": engine_memory(200_000 if quick else 1_000_000),
+        "sim_peak_rss": sim_peak_rss(100_000 if quick else 300_000),
+        "startup": startup(10 if quick else 30),
+        "self_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    ft = res["full_tick_replay"]
+    res["targets"] = {
+        "full tick mean <= 5 us (replay)": ft["mean_us"] <= 5,
+        "full tick p99 <= 20 us (replay)": ft["p99_us"] <= 20,
+        "full tick mean <= 5 us (sim)": res["full_tick_sim"]["mean_us"] <= 5,
+        "full tick p99 <= 20 us (sim)": res["full_tick_sim"]["p99_us"] <= 20,
+        "replay 66k bars <= 2 s wall": res["replay_wall"]["median_s"] <= 2,
+        "engine heap <= 1 MiB and flat": (res["engine_memory"]["heap_max_after_10pct_mib"]
+                                          or 99) <= 1,
+        "sim peak RSS <= 64 MiB": res["sim_peak_rss"]["peak_rss_mib"] <= 64,
+        "--help <= 0.15 s": res["startup"]["median_s"] <= 0.15,
+    }
+    return res
+
+
+def render(res: dict[str, Any]) -> str:
+    lines = ["| full tick | mean µs | p50 µs | p95 µs | p99 µs | max µs | bars |",
+             "|---|---|---|---|---|---|---|"]
+    for key in ("full_tick_replay", "full_tick_sim"):
+        t = res[key]
+        lines.append(f"| {t['feed']} | {t['mean_us']:.2f} | {t['p50_us']:.2f} | "
+                     f"{t['p95_us']:.2f} | {t['p99_us']:.2f} | {t['max_us']:.0f} | "
+                     f"{t['bars']:,} |")
+    m = res["engine_memory"]
+    lines += [
+        "",
+        f"Replay of {res['replay_wall']['bars']:,} bars, process wall time with start-up: "
+        f"{res['replay_wall']['median_s']:.2f} s (median).",
+        f"Engine heap (tracemalloc) over {m['bars']:,} sim bars: "
+        f"{m['heap_min_after_10pct_mib']:.3f}–{m['heap_max_after_10pct_mib']:.3f} MiB after "
+        f"the first 10 %, {m['heap_at_end_mib']:.3f} MiB at the end, peak "
+        f"{m['peak_mib']:.3f} MiB.",
+        f"Peak RSS of `supreme run --feed sim --bars {res['sim_peak_rss']['bars']:,}`: "
+        f"{res['sim_peak_rss']['peak_rss_mib']:.1f} MiB.",
+        f"`supreme --help`: {res['startup']['median_s'] * 1000:.0f} ms median, "
+        f"{res['startup']['min_s'] * 1000:.0f} ms best of {res['startup']['repeats']}.",
+        "Targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"
+                                for k, v in res["targets"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="end-to-end run benchmarks")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    res = run(args.quick)
+    print(render(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
