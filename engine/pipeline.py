@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from engine import strategy as st
 from engine.broker.paper import BUY, SELL, ClosedTrade, Fill, PaperBroker, PendingOrder
@@ -47,16 +47,20 @@ PROGRESS_EVERY_S = 0.25
 MIN_ORDER_NOTIONAL = 5.0  # quote currency; Binance's smallest ETH-USDT notional is 5 USDT
 
 
-class DeferredSignal(NamedTuple):
+class DeferredSignal:
     """A signal whose reason sentence is formatted on the store writer's thread."""
 
-    run_id: str
-    seq: int
-    ts_ms: int
-    code: int
-    price: float
-    params: StrategyParams
-    facts: tuple[float, float, float, float, int]
+    __slots__ = ("code", "facts", "params", "price", "run_id", "seq", "ts_ms")
+
+    def __init__(self, run_id: str, seq: int, ts_ms: int, code: int, price: float,
+                 params: StrategyParams, facts: tuple[float, float, float, float, int]):
+        self.run_id = run_id
+        self.seq = seq
+        self.ts_ms = ts_ms
+        self.code = code
+        self.price = price
+        self.params = params
+        self.facts = facts
 
     def __call__(self) -> SignalRecord:
         return SignalRecord(
