@@ -80,3 +80,17 @@ def test_help_is_light_and_lists_every_command():
 def test_version():
     r = subprocess.run([str(BIN), "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("supreme ")
+
+
+def test_a_sim_run_imports_no_numpy_numba_or_psycopg(tmp_path):
+    code = ("import sys; from supreme_cli.main import app; "
+            "from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['run', '--bars', '300', '--json']); "
+            "assert r.exit_code == 0, r.output; "
+            "print(','.join(m for m in ('numpy', 'numba', 'psycopg', 'redis', 'ccxt') "
+            "if m in sys.modules))")
+    env = {**os.environ, "SUPREME_DATA_DIR": str(tmp_path)}
+    env.pop("POSTGRES_URL", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip() == ""
