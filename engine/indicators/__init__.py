@@ -50,44 +50,53 @@ def _as_input(close: ArrayLike) -> NDArray[np.float64]:
     return x
 
 
-def ema(close: ArrayLike, period: int) -> NDArray[np.float64]:
-    """EMA with alpha 2 / (period + 1), seeded with the mean of the first `period` values."""
+def _outputs(n: int, rows: int) -> list[NDArray[np.float64]]:
+    """`rows` uninitialised float64 arrays of length n, from one allocation.
+
+    From kernels_nb.STREAM_MIN bars on, the kernels write with non-temporal stores, which
+    need each output to start on a 64-byte boundary: the rows are then cut from one
+    padded buffer at aligned offsets (so they are views, as MACD's rows always are).
+    """
     import numpy as np
 
+    from engine.indicators.kernels_nb import STREAM_MIN
+
+    if n < STREAM_MIN:
+        return [np.empty(n)] if rows == 1 else list(np.empty((rows, n)))
+    stride = -(-n // 8) * 8
+    raw = np.empty(rows * stride + 8)
+    start = (-raw.__array_interface__["data"][0] % 64) // 8
+    return [raw[start + r * stride: start + r * stride + n] for r in range(rows)]
+
+
+def ema(close: ArrayLike, period: int) -> NDArray[np.float64]:
+    """EMA with alpha 2 / (period + 1), seeded with the mean of the first `period` values."""
     from engine.indicators.kernels_nb import ema_nb
 
     p = check_period("period", period)
     x = _as_input(close)
-    out = np.empty(x.shape[0])
+    (out,) = _outputs(x.shape[0], 1)
     ema_nb(x, p, out)
     return out
 
 
 def rsi(close: ArrayLike, period: int = 14) -> NDArray[np.float64]:
     """Wilder's RSI in [0, 100] (50 for a flat stretch), seeded with mean gain and loss."""
-    import numpy as np
-
     from engine.indicators.kernels_nb import rsi_nb
 
     p = check_period("period", period)
     x = _as_input(close)
-    out = np.empty(x.shape[0])
+    (out,) = _outputs(x.shape[0], 1)
     rsi_nb(x, p, out)
     return out
 
 
 def macd(close: ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9) -> MACDResult:
     """MACD line, signal line and histogram, with TA-Lib's EMA alignment (fast < slow)."""
-    import numpy as np
-
     from engine.indicators.kernels_nb import macd_nb
 
     f, s, g = check_macd(fast, slow, signal)
     x = _as_input(close)
-    # One block rather than three arrays: glibc recycles a freed block this size, where
-    # three separate 8 MB arrays per call get fresh mappings and page-fault every time.
-    out = np.empty((3, x.shape[0]))
-    result = MACDResult(out[0], out[1], out[2])
+    result = MACDResult(*_outputs(x.shape[0], 3))
     macd_nb(x, f, s, g, *result)
     return result
-

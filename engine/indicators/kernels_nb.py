@@ -1,44 +1,117 @@
 """Numba kernels behind the batch functions in engine.indicators (imported lazily).
 
 Each kernel makes one pass over a C-contiguous float64 input and writes into
-preallocated outputs, reproducing incremental.py bit for bit: same seeds, same operation
-order, same re-anchoring every BLOCK bars (incremental.py's docstring explains it).
+preallocated outputs. The numbers equal incremental.py's up to rounding (a few ulp);
+tests/indicators/test_properties.py bounds the difference.
 
-Speed comes from that block scheme. A block's partial sums do not depend on earlier
-blocks, so EMA and RSI advance the partial sums of 2 * LANES blocks in lockstep (two
-streams of LANES blocks: two smoothers, or two halves of a superblock of one), giving
-the CPU eight independent dependency chains where the textbook recurrence has one; a
-short pass over data still in L1 then resolves the anchors. Bars outside whole aligned
-(super)blocks take the per-bar `_step_nb`. Indices are
-uint64 so numba emits no negative-index wraparound code, and error_model="numpy" drops
-zero-division checks (the RSI guard handles zero).
+Two things make them fast:
+
+* Block form. Every smoother y[t] = a * y[t-1] + b[t] is computed per aligned block of
+  BLOCK bars as y[t] = a**(k+1) * y[s-1] + P[t], where s is the block's first bar,
+  k = t - s and P is the block-local recurrence started from zero. P for one block does
+  not depend on earlier blocks, so the CPU overlaps many blocks (the textbook
+  recurrence is one 4-cycle multiply-add chain per bar, slower than memory), and the
+  second step vectorises. Bars are processed CHUNK at a time through L1-resident scratch
+  buffers. The block grid is fixed by bar index, so results depend on the input only,
+  never on memory addresses or on which store path ran.
+* Streaming stores. Above STREAM_MIN bars a kernel writes its output with full-line
+  non-temporal stores (`_stream_line`), which skip reading each output line into the
+  cache before overwriting it. With four indicators over a 1M-bar series the run is
+  bound by memory traffic, and this roughly halves the cost of the writes (benchmarks/
+  bench_indicators.py). The outputs then start out of cache, which is the right
+  trade-off only when they would not fit in it anyway; smaller outputs use plain stores.
+  Streaming needs each output 64-byte aligned (engine.indicators allocates them so);
+  a kernel given an unaligned output uses plain stores and returns the same numbers.
+
+Indices are uint64 so numba emits no negative-index wraparound code; error_model="numpy"
+drops zero-division checks; fastmath is limited to "contract" (fused multiply-add), so
+LLVM may not reassociate anything.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, types, uint64
+from typing import Any
 
-# Must equal incremental.BLOCK (numba's cache keys on this file only; a test checks).
-BLOCK = 8
-LANES = 4
+import numpy as np
+from llvmlite import ir
+from numba import njit, types, uint64
+from numba.extending import intrinsic
+
+BLOCK = 8  # bars per block: one 64-byte cache line of float64
+CHUNK = 256  # bars per scratch pass (a multiple of BLOCK; 2 KiB per buffer)
+STREAM_MIN = 1 << 18  # bars (2 MiB per output) from which outputs bypass the cache
 
 _K = uint64(BLOCK)
-_K2 = uint64(2 * BLOCK)
-_K3 = uint64(3 * BLOCK)
-_HALF = uint64(BLOCK * LANES)
-_SB = uint64(2 * BLOCK * LANES)
+_K1 = uint64(BLOCK - 1)
+_C = uint64(CHUNK)
+_STREAM_MIN = uint64(STREAM_MIN)
+_LINE = uint64(64)
 _ONE = uint64(1)
 _ZERO = uint64(0)
 _IN = types.Array(types.float64, 1, "C", readonly=True)
 _OUT = types.float64[::1]
 _SIG = types.void(_IN, types.int64, _OUT)
 _SIG_MACD = types.void(_IN, types.int64, types.int64, types.int64, _OUT, _OUT, _OUT)
+_OPTS: dict[str, Any] = {"nogil": True, "fastmath": {"contract"}, "error_model": "numpy",
+                         "boundscheck": False}
 
 
-@njit(inline="always", nogil=True, error_model="numpy")
-def _powers_nb(a):
-    """Return [a**0, ..., a**BLOCK] by repeated multiplication (as incremental.powers)."""
+@intrinsic
+def _stream_line(typingctx: Any, dst: Any, di: Any, src: Any, si: Any) -> Any:
+    """Copy src[si:si+BLOCK] to dst[di:di+BLOCK] with one non-temporal store.
+
+    dst[di] must be 64-byte aligned. The store is an LLVM vector store tagged
+    !nontemporal: one `vmovntpd zmm` with AVX-512, two ymm or four xmm stores on older
+    x86, an ordinary store where the target has no such instruction.
+    """
+    sig = types.void(dst, di, src, si)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        d, i, s, j = args
+        dst_data = context.make_array(signature.args[0])(context, builder, d).data
+        src_data = context.make_array(signature.args[2])(context, builder, s).data
+        vec = ir.VectorType(ir.DoubleType(), BLOCK)
+        src_ptr = builder.bitcast(builder.gep(src_data, [j], inbounds=True), vec.as_pointer())
+        dst_ptr = builder.bitcast(builder.gep(dst_data, [i], inbounds=True), vec.as_pointer())
+        store = builder.store(builder.load(src_ptr, align=8), dst_ptr, align=64)
+        store.set_metadata("nontemporal",
+                           builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_fence(typingctx: Any) -> Any:
+    """Full memory fence: orders the non-temporal stores before anything that follows."""
+    sig = types.void()
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always", **_OPTS)
+def _aligned(arr):
+    return arr.ctypes.data % _LINE == _ZERO
+
+
+@njit(inline="always", **_OPTS)
+def _store(out, t, buf, m, stream):
+    """out[t:t+m] = buf[:m]; m is a multiple of BLOCK, and so is t when streaming."""
+    if stream:
+        for j in range(_ZERO, m, _K):
+            _stream_line(out, t + j, buf, j)
+    else:
+        for j in range(m):
+            out[t + j] = buf[j]
+
+
+@njit(inline="always", **_OPTS)
+def _powers(a):
+    """[a**0, ..., a**BLOCK] by repeated multiplication."""
     out = np.empty(BLOCK + 1)
     q = 1.0
     for j in range(BLOCK + 1):
@@ -47,62 +120,22 @@ def _powers_nb(a):
     return out
 
 
-@njit(inline="always", nogil=True, error_model="numpy")
-def _step_nb(v, alpha, a, pw, anchor, s, j, t):
-    """One bar of a seeded smoother at index t; returns (y, anchor, s, j) as _Smoother.step."""
-    s = s * a + v * alpha
-    j += _ONE
-    y = pw[j] * anchor + s
-    if t % _K == _K - _ONE:
-        return y, y, 0.0, _ZERO
-    return y, anchor, s, j
+@njit(inline="always", **_OPTS)
+def _resolve(buf, m, pw, y):
+    """Turn the block-local sums in buf[:m] into values, y being the value before buf[0].
 
-
-@njit(inline="always", nogil=True, error_model="numpy")
-def _partials_nb(u, uo, alu, au, du, duo, v, vo, alv, av, dv, dvo):
-    """Write the partial sums of LANES fresh blocks of u[uo:] to du[duo:] and of v to dv."""
-    u0 = 0.0
-    u1 = 0.0
-    u2 = 0.0
-    u3 = 0.0
-    v0 = 0.0
-    v1 = 0.0
-    v2 = 0.0
-    v3 = 0.0
-    for k in range(_K):
-        u0 = u0 * au + u[uo + k] * alu
-        u1 = u1 * au + u[uo + _K + k] * alu
-        u2 = u2 * au + u[uo + _K2 + k] * alu
-        u3 = u3 * au + u[uo + _K3 + k] * alu
-        v0 = v0 * av + v[vo + k] * alv
-        v1 = v1 * av + v[vo + _K + k] * alv
-        v2 = v2 * av + v[vo + _K2 + k] * alv
-        v3 = v3 * av + v[vo + _K3 + k] * alv
-        du[duo + k] = u0
-        du[duo + _K + k] = u1
-        du[duo + _K2 + k] = u2
-        du[duo + _K3 + k] = u3
-        dv[dvo + k] = v0
-        dv[dvo + _K + k] = v1
-        dv[dvo + _K2 + k] = v2
-        dv[dvo + _K3 + k] = v3
-
-
-@njit(inline="always", nogil=True, error_model="numpy")
-def _resolve_nb(pw, anchor, buf, o, nblocks):
-    """Turn nblocks blocks of partial sums at buf[o:] into values, in place; return anchor."""
-    for _ in range(nblocks):
-        # The next anchor equals the block's last value; computing it from the partial
-        # sum keeps the anchor chain in registers and leaves the loop below free to vectorise.
-        nxt = pw[BLOCK] * anchor + buf[o + _K - _ONE]
+    Returns the last value. It is recomputed from the partial sum so that the chain from
+    block to block stays in registers and the inner loop is free to vectorise.
+    """
+    for b in range(_ZERO, m, _K):
+        nxt = pw[BLOCK] * y + buf[b + _K1]
         for k in range(_K):
-            buf[o + k] = pw[k + _ONE] * anchor + buf[o + k]
-        anchor = nxt
-        o += _K
-    return anchor
+            buf[b + k] = pw[k + _ONE] * y + buf[b + k]
+        y = nxt
+    return y
 
 
-@njit(_SIG, cache=True, nogil=True, error_model="numpy")
+@njit(_SIG, cache=True, **_OPTS)
 def ema_nb(x, period, out):
     """out[t] = EMA(period) of x[:t+1], NaN for t < period - 1 (seed: SMA of x[:period])."""
     n = uint64(x.shape[0])
@@ -119,30 +152,48 @@ def ema_nb(x, period, out):
     out[p - _ONE] = y
     al = 2.0 / (period + 1.0)
     a = 1.0 - al
-    pw = _powers_nb(a)
-    s = 0.0
-    j = _ZERO
     t = p
-    while t < n:
-        if t % _K == 0 and t + _SB <= n:
-            _partials_nb(x, t, al, a, out, t, x, t + _HALF, al, a, out, t + _HALF)
-            y = _resolve_nb(pw, y, out, t, uint64(2 * LANES))
-            t += _SB
-        else:
-            out[t], y, s, j = _step_nb(x[t], al, a, pw, y, s, j, t)
-            t += _ONE
+    end = n - n % _K
+    while t < n and (t % _K != 0 or t >= end):
+        y = a * y + al * x[t]
+        out[t] = y
+        t += _ONE
+    if t >= n:
+        return
+    stream = n >= _STREAM_MIN and _aligned(out)
+    pw = _powers(a)
+    buf = np.empty(CHUNK)
+    while t < end:
+        m = min(_C, end - t)
+        for b in range(_ZERO, m, _K):
+            s = 0.0
+            for k in range(_K):
+                s = a * s + al * x[t + b + k]
+                buf[b + k] = s
+        y = _resolve(buf, m, pw, y)
+        _store(out, t, buf, m, stream)
+        t += m
+    for i in range(end, n):
+        y = a * y + al * x[i]
+        out[i] = y
+    if stream:
+        _store_fence()
 
 
-@njit(inline="always", nogil=True, error_model="numpy")
-def _rsi_nb(g, lo):
-    """RSI from average gain and loss; 50 when both are zero (as incremental.rsi_value)."""
+@njit(inline="always", **_OPTS)
+def _rsi(g, lo):
+    """RSI from gain and loss averages (or equally scaled sums); 50 when both are zero."""
     total = g + lo
     return 100.0 * (g / total) if total != 0.0 else 50.0
 
 
-@njit(_SIG, cache=True, nogil=True, error_model="numpy")
+@njit(_SIG, cache=True, **_OPTS)
 def rsi_nb(x, period, out):
-    """out[t] = Wilder RSI(period) of x[:t+1], NaN for t < period (seed: mean gain/loss)."""
+    """out[t] = Wilder RSI(period) of x[:t+1], NaN for t < period (seed: mean gain/loss).
+
+    Gains and losses are smoothed as sums, G[t] = a * G[t-1] + gain[t] with
+    a = 1 - 1/period, which is period times Wilder's average; RSI depends on the ratio only.
+    """
     n = uint64(x.shape[0])
     p = uint64(period)
     if n <= p:
@@ -155,41 +206,55 @@ def rsi_nb(x, period, out):
         d = x[t] - x[t - _ONE]
         gs += d if d > 0.0 else 0.0
         ls += -d if d < 0.0 else 0.0
-        out[t] = np.nan
-    ga = gs / period
-    la = ls / period
-    out[p] = _rsi_nb(ga, la)
-    al = 1.0 / period
-    a = 1.0 - al
-    pw = _powers_nb(a)
-    up = np.empty(_HALF)
-    dn = np.empty(_HALF)
-    sg = 0.0
-    sl = 0.0
-    jg = _ZERO
-    jl = _ZERO
+        if t < p:
+            out[t] = np.nan
+    out[p] = _rsi(gs, ls)
+    a = 1.0 - 1.0 / period
     t = p + _ONE
-    while t < n:
-        if t % _K == 0 and t + _HALF <= n:
-            for i in range(_HALF):
-                d = x[t + i] - x[t + i - _ONE]
-                up[i] = d if d > 0.0 else 0.0
-                dn[i] = -d if d < 0.0 else 0.0
-            _partials_nb(up, _ZERO, al, a, up, _ZERO, dn, _ZERO, al, a, dn, _ZERO)
-            ga = _resolve_nb(pw, ga, up, _ZERO, uint64(LANES))
-            la = _resolve_nb(pw, la, dn, _ZERO, uint64(LANES))
-            for i in range(_HALF):
-                out[t + i] = _rsi_nb(up[i], dn[i])
-            t += _HALF
-        else:
-            d = x[t] - x[t - _ONE]
-            g, ga, sg, jg = _step_nb(d if d > 0.0 else 0.0, al, a, pw, ga, sg, jg, t)
-            lo, la, sl, jl = _step_nb(-d if d < 0.0 else 0.0, al, a, pw, la, sl, jl, t)
-            out[t] = _rsi_nb(g, lo)
-            t += _ONE
+    end = n - n % _K
+    while t < n and (t % _K != 0 or t >= end):
+        d = x[t] - x[t - _ONE]
+        gs = a * gs + (d if d > 0.0 else 0.0)
+        ls = a * ls + (-d if d < 0.0 else 0.0)
+        out[t] = _rsi(gs, ls)
+        t += _ONE
+    if t >= n:
+        return
+    stream = n >= _STREAM_MIN and _aligned(out)
+    pw = _powers(a)
+    bg = np.empty(CHUNK)
+    bl = np.empty(CHUNK)
+    while t < end:
+        m = min(_C, end - t)
+        for b in range(_ZERO, m, _K):
+            sg = 0.0
+            sl = 0.0
+            for k in range(_K):
+                i = t + b + k
+                d = x[i] - x[i - _ONE]
+                sg = a * sg + (d if d > 0.0 else 0.0)
+                sl = a * sl + (-d if d < 0.0 else 0.0)
+                bg[b + k] = sg
+                bl[b + k] = sl
+        for b in range(_ZERO, m, _K):
+            ng = pw[BLOCK] * gs + bg[b + _K1]
+            nl = pw[BLOCK] * ls + bl[b + _K1]
+            for k in range(_K):
+                bg[b + k] = _rsi(pw[k + _ONE] * gs + bg[b + k], pw[k + _ONE] * ls + bl[b + k])
+            gs = ng
+            ls = nl
+        _store(out, t, bg, m, stream)
+        t += m
+    for i in range(end, n):
+        d = x[i] - x[i - _ONE]
+        gs = a * gs + (d if d > 0.0 else 0.0)
+        ls = a * ls + (-d if d < 0.0 else 0.0)
+        out[i] = _rsi(gs, ls)
+    if stream:
+        _store_fence()
 
 
-@njit(_SIG_MACD, cache=True, nogil=True, error_model="numpy")
+@njit(_SIG_MACD, cache=True, **_OPTS)
 def macd_nb(x, fast, slow, signal, m, sig, hist):
     """TA-Lib-aligned MACD: m from slow-1, sig/hist from slow+signal-2, NaN before."""
     n = uint64(x.shape[0])
@@ -213,23 +278,16 @@ def macd_nb(x, fast, slow, signal, m, sig, hist):
     as_ = 1.0 - als
     alg = 2.0 / (signal + 1.0)
     ag = 1.0 - alg
-    pwf = _powers_nb(af)
-    pws = _powers_nb(as_)
-    pwg = _powers_nb(ag)
     yf = fsum / fast
     ys = ssum / slow
     mv = yf - ys
     m[ps - _ONE] = mv
     msum = mv
-    sf = 0.0
-    ss = 0.0
-    jf = _ZERO
-    js = _ZERO
     t = ps
     while t <= seed and t < n:
-        f, yf, sf, jf = _step_nb(x[t], alf, af, pwf, yf, sf, jf, t)
-        s, ys, ss, js = _step_nb(x[t], als, as_, pws, ys, ss, js, t)
-        mv = f - s
+        yf = af * yf + alf * x[t]
+        ys = as_ * ys + als * x[t]
+        mv = yf - ys
         m[t] = mv
         msum += mv
         t += _ONE
@@ -238,35 +296,63 @@ def macd_nb(x, fast, slow, signal, m, sig, hist):
     yg = msum / signal
     sig[seed] = yg
     hist[seed] = m[seed] - yg
-    sgv = 0.0
-    jg = _ZERO
-    while t < n:
-        # Three smoothers already give the CPU three chains to overlap; the lockstep
-        # scheme measured no faster here, so MACD walks whole blocks in a single pass.
-        if t % _K == 0 and t + _K <= n:
-            bf = 0.0
-            bs = 0.0
-            bg = 0.0
+    end = n - n % _K
+    while t < n and (t % _K != 0 or t >= end):
+        yf = af * yf + alf * x[t]
+        ys = as_ * ys + als * x[t]
+        mv = yf - ys
+        yg = ag * yg + alg * mv
+        m[t] = mv
+        sig[t] = yg
+        hist[t] = mv - yg
+        t += _ONE
+    if t >= n:
+        return
+    stream = n >= _STREAM_MIN and _aligned(m) and _aligned(sig) and _aligned(hist)
+    pwf = _powers(af)
+    pws = _powers(as_)
+    pwg = _powers(ag)
+    bf = np.empty(CHUNK)
+    bs = np.empty(CHUNK)
+    bg = np.empty(CHUNK)
+    while t < end:
+        c = min(_C, end - t)
+        for b in range(_ZERO, c, _K):
+            sf = 0.0
+            ss = 0.0
             for k in range(_K):
-                v = x[t + k]
-                bf = bf * af + v * alf
-                bs = bs * as_ + v * als
-                mv = (pwf[k + _ONE] * yf + bf) - (pws[k + _ONE] * ys + bs)
-                bg = bg * ag + mv * alg
-                g = pwg[k + _ONE] * yg + bg
-                m[t + k] = mv
-                sig[t + k] = g
-                hist[t + k] = mv - g
-            yf = pwf[BLOCK] * yf + bf
-            ys = pws[BLOCK] * ys + bs
-            yg = pwg[BLOCK] * yg + bg
-            t += _K
-        else:
-            f, yf, sf, jf = _step_nb(x[t], alf, af, pwf, yf, sf, jf, t)
-            s, ys, ss, js = _step_nb(x[t], als, as_, pws, ys, ss, js, t)
-            mv = f - s
-            g, yg, sgv, jg = _step_nb(mv, alg, ag, pwg, yg, sgv, jg, t)
-            m[t] = mv
-            sig[t] = g
-            hist[t] = mv - g
-            t += _ONE
+                v = x[t + b + k]
+                sf = af * sf + alf * v
+                ss = as_ * ss + als * v
+                bf[b + k] = sf
+                bs[b + k] = ss
+        for b in range(_ZERO, c, _K):
+            nf = pwf[BLOCK] * yf + bf[b + _K1]
+            ns = pws[BLOCK] * ys + bs[b + _K1]
+            for k in range(_K):
+                bf[b + k] = (pwf[k + _ONE] * yf + bf[b + k]) - (pws[k + _ONE] * ys + bs[b + k])
+            yf = nf
+            ys = ns
+        # bf now holds the MACD line; smooth it into the signal line.
+        for b in range(_ZERO, c, _K):
+            sg = 0.0
+            for k in range(_K):
+                sg = ag * sg + alg * bf[b + k]
+                bg[b + k] = sg
+        yg = _resolve(bg, c, pwg, yg)
+        for j in range(c):
+            bs[j] = bf[j] - bg[j]
+        _store(m, t, bf, c, stream)
+        _store(sig, t, bg, c, stream)
+        _store(hist, t, bs, c, stream)
+        t += c
+    for i in range(end, n):
+        yf = af * yf + alf * x[i]
+        ys = as_ * ys + als * x[i]
+        mv = yf - ys
+        yg = ag * yg + alg * mv
+        m[i] = mv
+        sig[i] = yg
+        hist[i] = mv - yg
+    if stream:
+        _store_fence()
