@@ -274,7 +274,8 @@ class Run:
                     wait = jittered_interval(spec.interval_s, pace_rng) / spec.speed
                     if deadline is not None:
                         wait = min(wait, max(0.0, deadline - time.monotonic()))
-                    if stop.wait(wait):
+                    if self._paced_wait(wait, bars, bar, strat, broker, risk, hist, counters,
+                                        wall0):
                         self.stopped_by = "signal"
                         break
                 if stop.is_set():
@@ -299,6 +300,24 @@ class Run:
                                 commit_wait_ns, writer, feed_info, last_bar, store_url)
         summary["store_wait_ms"] = store_wait_ns / 1e6
         return summary
+
+    def _paced_wait(self, wait: float, bars: int, bar: Bar, strat: st.ScalpStrategy,
+                    broker: PaperBroker, risk: RiskManager, hist: LatencyHistogram,
+                    counters: dict[str, Any], wall0: float) -> bool:
+        """Sleep until the next bar is due, keeping the live view's clock moving.
+
+        True when a stop was requested meanwhile.
+        """
+        until = time.monotonic() + wait
+        while True:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return self._stop.is_set()
+            if self._stop.wait(min(remaining, 1.0)):
+                return True
+            if until - time.monotonic() > 0:
+                self.observer.on_progress(self._snapshot(bars, bar, strat, broker, risk, hist,
+                                                         counters, wall0))
 
     def _resume(self, store: Any, symbol: str, broker: PaperBroker,
                 strat: st.ScalpStrategy) -> None:
