@@ -352,35 +352,36 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError("--feed replay needs a data file (--data FILE)")
 
 
+# Defaults come from KEYS, so a default is written in one place only.
 @dataclass(frozen=True)
 class StrategyParams:
-    ema_fast: int = 12
-    ema_slow: int = 26
-    macd_signal: int = 9
-    rsi_period: int = 14
-    rsi_min: float = 40.0
-    rsi_max: float = 70.0
-    rsi_exit: float = 78.0
-    min_strength_bps: float = 0.5
-    cooldown_bars: int = 5
+    ema_fast: int = KEYS["strategy.ema_fast"].default
+    ema_slow: int = KEYS["strategy.ema_slow"].default
+    macd_signal: int = KEYS["strategy.macd_signal"].default
+    rsi_period: int = KEYS["strategy.rsi_period"].default
+    rsi_min: float = KEYS["strategy.rsi_min"].default
+    rsi_max: float = KEYS["strategy.rsi_max"].default
+    rsi_exit: float = KEYS["strategy.rsi_exit"].default
+    min_strength_bps: float = KEYS["strategy.min_strength_bps"].default
+    cooldown_bars: int = KEYS["strategy.cooldown_bars"].default
 
 
 @dataclass(frozen=True)
 class RiskParams:
-    risk_per_trade: float = 0.005
-    vol_halflife_bars: float = 30.0
-    stop_vol_mult: float = 2.0
-    min_stop_bps: float = 5.0
-    take_profit_r: float = 2.0
-    max_position_fraction: float = 0.5
-    max_daily_loss: float = 0.03
-    max_drawdown: float = 0.10
+    risk_per_trade: float = KEYS["risk.risk_per_trade"].default
+    vol_halflife_bars: float = KEYS["risk.vol_halflife_bars"].default
+    stop_vol_mult: float = KEYS["risk.stop_vol_mult"].default
+    min_stop_bps: float = KEYS["risk.min_stop_bps"].default
+    take_profit_r: float = KEYS["risk.take_profit_r"].default
+    max_position_fraction: float = KEYS["risk.max_position_fraction"].default
+    max_daily_loss: float = KEYS["risk.max_daily_loss"].default
+    max_drawdown: float = KEYS["risk.max_drawdown"].default
 
 
 @dataclass(frozen=True)
 class BrokerParams:
-    fee_bps: float = 10.0
-    slippage_bps: float = 1.0
+    fee_bps: float = KEYS["broker.fee_bps"].default
+    slippage_bps: float = KEYS["broker.slippage_bps"].default
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,15 @@ from numba import njit, types, uint64
 from numba.extending import intrinsic
 
 BLOCK = 8  # bars per block: one 64-byte cache line of float64
-CHUNK = 256  # bars per scratch pass (a multiple of BLOCK; 2 KiB per buffer)
+GROUP = 4 * BLOCK  # bars whose blocks advance in lockstep
+CHUNK = 256  # bars per scratch pass (a multiple of GROUP; 2 KiB per buffer)
 STREAM_MIN = 1 << 18  # bars (2 MiB per output) from which outputs bypass the cache
 
 _K = uint64(BLOCK)
 _K1 = uint64(BLOCK - 1)
+_K2 = uint64(2 * BLOCK)
+_K3 = uint64(3 * BLOCK)
+_G = uint64(GROUP)
 _C = uint64(CHUNK)
 _STREAM_MIN = uint64(STREAM_MIN)
 _LINE = uint64(64)
@@ -121,23 +125,65 @@ def _powers(a):
 
 
 @njit(inline="always", **_OPTS)
-def _resolve(buf, m, pw, y):
-    """Turn the block-local sums in buf[:m] into values, y being the value before buf[0].
+def _partials(src, o, m, a, dst):
+    """dst[j] = block-local a-recurrence of src[o:o+m]: s = a * s + src[o+j], s = 0 at blocks.
 
-    Returns the last value. It is recomputed from the partial sum so that the chain from
-    block to block stays in registers and the inner loop is free to vectorise.
+    m is a multiple of GROUP; GROUP / BLOCK blocks advance in lockstep so that the CPU
+    has four independent multiply-add chains to overlap.
     """
-    for b in range(_ZERO, m, _K):
-        nxt = pw[BLOCK] * y + buf[b + _K1]
+    for g in range(_ZERO, m, _G):
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        i = o + g
         for k in range(_K):
-            buf[b + k] = pw[k + _ONE] * y + buf[b + k]
+            s0 = a * s0 + src[i + k]
+            s1 = a * s1 + src[i + _K + k]
+            s2 = a * s2 + src[i + _K2 + k]
+            s3 = a * s3 + src[i + _K3 + k]
+            dst[g + k] = s0
+            dst[g + _K + k] = s1
+            dst[g + _K2 + k] = s2
+            dst[g + _K3 + k] = s3
+
+
+@njit(inline="always", **_OPTS)
+def _resolve(buf, m, pw, y, scale):
+    """buf[j] = scale * (a**(k+1) * y + buf[j]) for block-local sums buf[:m] (k = j % BLOCK).
+
+    y is the (unscaled) value before buf[0]; returns the one after buf[m-1]. It is
+    recomputed from the partial sum so that the chain from block to block stays in
+    registers and the eight lanes are free to vectorise.
+    """
+    p1 = pw[1]
+    p2 = pw[2]
+    p3 = pw[3]
+    p4 = pw[4]
+    p5 = pw[5]
+    p6 = pw[6]
+    p7 = pw[7]
+    p8 = pw[8]
+    for b in range(_ZERO, m, _K):
+        nxt = p8 * y + buf[b + _K1]
+        buf[b] = scale * (p1 * y + buf[b])
+        buf[b + uint64(1)] = scale * (p2 * y + buf[b + uint64(1)])
+        buf[b + uint64(2)] = scale * (p3 * y + buf[b + uint64(2)])
+        buf[b + uint64(3)] = scale * (p4 * y + buf[b + uint64(3)])
+        buf[b + uint64(4)] = scale * (p5 * y + buf[b + uint64(4)])
+        buf[b + uint64(5)] = scale * (p6 * y + buf[b + uint64(5)])
+        buf[b + uint64(6)] = scale * (p7 * y + buf[b + uint64(6)])
+        buf[b + uint64(7)] = scale * (p8 * y + buf[b + uint64(7)])
         y = nxt
     return y
 
 
 @njit(_SIG, cache=True, **_OPTS)
 def ema_nb(x, period, out):
-    """out[t] = EMA(period) of x[:t+1], NaN for t < period - 1 (seed: SMA of x[:period])."""
+    """out[t] = EMA(period) of x[:t+1], NaN for t < period - 1 (seed: SMA of x[:period]).
+
+    The block form runs on Y = y / alpha: Y[t] = a * Y[t-1] + x[t].
+    """
     n = uint64(x.shape[0])
     p = uint64(period)
     if n < p:
@@ -153,26 +199,23 @@ def ema_nb(x, period, out):
     al = 2.0 / (period + 1.0)
     a = 1.0 - al
     t = p
-    end = n - n % _K
-    while t < n and (t % _K != 0 or t >= end):
+    while t < n and t % _K != 0:
         y = a * y + al * x[t]
         out[t] = y
         t += _ONE
-    if t >= n:
-        return
+    end = t + (n - t) // _G * _G
     stream = n >= _STREAM_MIN and _aligned(out)
-    pw = _powers(a)
-    buf = np.empty(CHUNK)
-    while t < end:
-        m = min(_C, end - t)
-        for b in range(_ZERO, m, _K):
-            s = 0.0
-            for k in range(_K):
-                s = a * s + al * x[t + b + k]
-                buf[b + k] = s
-        y = _resolve(buf, m, pw, y)
-        _store(out, t, buf, m, stream)
-        t += m
+    if t < end:
+        pw = _powers(a)
+        buf = np.empty(CHUNK)
+        yy = y / al
+        while t < end:
+            m = min(_C, end - t)
+            _partials(x, t, m, a, buf)
+            yy = _resolve(buf, m, pw, yy, al)
+            _store(out, t, buf, m, stream)
+            t += m
+        y = al * yy
     for i in range(end, n):
         y = a * y + al * x[i]
         out[i] = y
@@ -211,40 +254,32 @@ def rsi_nb(x, period, out):
     out[p] = _rsi(gs, ls)
     a = 1.0 - 1.0 / period
     t = p + _ONE
-    end = n - n % _K
-    while t < n and (t % _K != 0 or t >= end):
+    while t < n and t % _K != 0:
         d = x[t] - x[t - _ONE]
         gs = a * gs + (d if d > 0.0 else 0.0)
         ls = a * ls + (-d if d < 0.0 else 0.0)
         out[t] = _rsi(gs, ls)
         t += _ONE
-    if t >= n:
-        return
+    end = t + (n - t) // _G * _G
     stream = n >= _STREAM_MIN and _aligned(out)
-    pw = _powers(a)
-    bg = np.empty(CHUNK)
-    bl = np.empty(CHUNK)
-    while t < end:
-        m = min(_C, end - t)
-        for b in range(_ZERO, m, _K):
-            sg = 0.0
-            sl = 0.0
-            for k in range(_K):
-                i = t + b + k
-                d = x[i] - x[i - _ONE]
-                sg = a * sg + (d if d > 0.0 else 0.0)
-                sl = a * sl + (-d if d < 0.0 else 0.0)
-                bg[b + k] = sg
-                bl[b + k] = sl
-        for b in range(_ZERO, m, _K):
-            ng = pw[BLOCK] * gs + bg[b + _K1]
-            nl = pw[BLOCK] * ls + bl[b + _K1]
-            for k in range(_K):
-                bg[b + k] = _rsi(pw[k + _ONE] * gs + bg[b + k], pw[k + _ONE] * ls + bl[b + k])
-            gs = ng
-            ls = nl
-        _store(out, t, bg, m, stream)
-        t += m
+    if t < end:
+        pw = _powers(a)
+        up = np.empty(CHUNK)
+        dn = np.empty(CHUNK)
+        while t < end:
+            m = min(_C, end - t)
+            for j in range(m):
+                d = x[t + j] - x[t + j - _ONE]
+                up[j] = d if d > 0.0 else 0.0
+                dn[j] = -d if d < 0.0 else 0.0
+            _partials(up, _ZERO, m, a, up)
+            _partials(dn, _ZERO, m, a, dn)
+            gs = _resolve(up, m, pw, gs, 1.0)
+            ls = _resolve(dn, m, pw, ls, 1.0)
+            for j in range(m):
+                up[j] = _rsi(up[j], dn[j])
+            _store(out, t, up, m, stream)
+            t += m
     for i in range(end, n):
         d = x[i] - x[i - _ONE]
         gs = a * gs + (d if d > 0.0 else 0.0)
@@ -296,8 +331,7 @@ def macd_nb(x, fast, slow, signal, m, sig, hist):
     yg = msum / signal
     sig[seed] = yg
     hist[seed] = m[seed] - yg
-    end = n - n % _K
-    while t < n and (t % _K != 0 or t >= end):
+    while t < n and t % _K != 0:
         yf = af * yf + alf * x[t]
         ys = as_ * ys + als * x[t]
         mv = yf - ys
@@ -306,46 +340,37 @@ def macd_nb(x, fast, slow, signal, m, sig, hist):
         sig[t] = yg
         hist[t] = mv - yg
         t += _ONE
-    if t >= n:
-        return
+    end = t + (n - t) // _G * _G
     stream = n >= _STREAM_MIN and _aligned(m) and _aligned(sig) and _aligned(hist)
-    pwf = _powers(af)
-    pws = _powers(as_)
-    pwg = _powers(ag)
-    bf = np.empty(CHUNK)
-    bs = np.empty(CHUNK)
-    bg = np.empty(CHUNK)
-    while t < end:
-        c = min(_C, end - t)
-        for b in range(_ZERO, c, _K):
-            sf = 0.0
-            ss = 0.0
-            for k in range(_K):
-                v = x[t + b + k]
-                sf = af * sf + alf * v
-                ss = as_ * ss + als * v
-                bf[b + k] = sf
-                bs[b + k] = ss
-        for b in range(_ZERO, c, _K):
-            nf = pwf[BLOCK] * yf + bf[b + _K1]
-            ns = pws[BLOCK] * ys + bs[b + _K1]
-            for k in range(_K):
-                bf[b + k] = (pwf[k + _ONE] * yf + bf[b + k]) - (pws[k + _ONE] * ys + bs[b + k])
-            yf = nf
-            ys = ns
-        # bf now holds the MACD line; smooth it into the signal line.
-        for b in range(_ZERO, c, _K):
-            sg = 0.0
-            for k in range(_K):
-                sg = ag * sg + alg * bf[b + k]
-                bg[b + k] = sg
-        yg = _resolve(bg, c, pwg, yg)
-        for j in range(c):
-            bs[j] = bf[j] - bg[j]
-        _store(m, t, bf, c, stream)
-        _store(sig, t, bg, c, stream)
-        _store(hist, t, bs, c, stream)
-        t += c
+    if t < end:
+        pwf = _powers(af)
+        pws = _powers(as_)
+        pwg = _powers(ag)
+        bf = np.empty(CHUNK)
+        bs = np.empty(CHUNK)
+        bg = np.empty(CHUNK)
+        yyf = yf / alf
+        yys = ys / als
+        yyg = yg / alg
+        while t < end:
+            c = min(_C, end - t)
+            _partials(x, t, c, af, bf)
+            _partials(x, t, c, as_, bs)
+            yyf = _resolve(bf, c, pwf, yyf, alf)
+            yys = _resolve(bs, c, pws, yys, als)
+            for j in range(c):
+                bf[j] = bf[j] - bs[j]
+            _partials(bf, _ZERO, c, ag, bg)
+            yyg = _resolve(bg, c, pwg, yyg, alg)
+            for j in range(c):
+                bs[j] = bf[j] - bg[j]
+            _store(m, t, bf, c, stream)
+            _store(sig, t, bg, c, stream)
+            _store(hist, t, bs, c, stream)
+            t += c
+        yf = alf * yyf
+        ys = als * yys
+        yg = alg * yyg
     for i in range(end, n):
         yf = af * yf + alf * x[i]
         ys = as_ * ys + als * x[i]

@@ -116,3 +116,16 @@ def test_redact_url():
 def test_data_dir_env_override(tmp_path: Path):
     r = resolve(env={"SUPREME_DATA_DIR": str(tmp_path)})
     assert r.data_dir == tmp_path
+
+
+def test_param_dataclasses_cover_every_section_key_with_its_default():
+    from dataclasses import fields
+
+    from engine.config import BrokerParams, RiskParams, StrategyParams
+
+    for section, cls in (("strategy", StrategyParams), ("risk", RiskParams),
+                         ("broker", BrokerParams)):
+        names = {f.name for f in fields(cls)}
+        assert names == {k.split(".", 1)[1] for k in KEYS if k.startswith(section + ".")}
+        for f in fields(cls):
+            assert f.default == KEYS[f"{section}.{f.name}"].default
