@@ -142,3 +142,29 @@ def test_sigkill_loses_no_closed_trade_and_restart_resumes(tmp_path, backend, re
         after = store.counts()
         assert after["trades"] >= counts["trades"]
         assert store.integrity_check() == "ok"
+
+
+def test_live_pacing_jitter_stays_inside_30_to_60_s_for_45():
+    import random
+
+    from engine.pipeline import jittered_interval
+
+    rng = random.Random(0)
+    waits = [jittered_interval(45.0, rng) for _ in range(10_000)]
+    assert 30.0 <= min(waits) < 31.0
+    assert 59.0 < max(waits) <= 60.0
+
+
+def test_snapshots_render_in_the_live_view(tmp_path):
+    from rich.console import Console
+
+    from supreme_cli.render import live_view
+
+    rec = Recorder()
+    Run(spec(tmp_path, bars=None, duration_s=0.6, speed=200.0, interval_s=1.0), rec).execute()
+    assert rec.progress, "a paced run reports progress"
+    console = Console(record=True, width=100)
+    for snap in rec.progress[:1] + rec.progress[-1:]:
+        console.print(live_view(snap, "ETH-USDT"))
+    text = console.export_text()
+    assert "price" in text and "latency p50 / p99" in text
