@@ -25,3 +25,11 @@ class StoreError(SupremeError):
 
 class ServiceUnavailable(SupremeError):
     """A required external service (Redis, PostgreSQL, an exchange) cannot be reached."""
+
+
+class ExchangeError(SupremeError):
+    """An exchange refused a request in a way a retry cannot fix (bad symbol, bad order)."""
+
+
+class ExchangeAuthError(ExchangeError):
+    """The exchange rejected the API key or signature. Messages never carry the key."""

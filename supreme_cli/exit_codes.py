@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from engine.errors import ConfigError, DataError, ServiceUnavailable, StoreError, SupremeError
+from engine.errors import (
+    ConfigError,
+    DataError,
+    ExchangeError,
+    ServiceUnavailable,
+    StoreError,
+    SupremeError,
+)
 
 
 class ExitCode(IntEnum):
@@ -14,6 +21,7 @@ class ExitCode(IntEnum):
     DATA = 3  # a market-data file is unreadable or fails validation under the policy
     STORE = 4  # the store cannot be opened, migrated, written, backed up or restored
     UNAVAILABLE = 5  # a required service (PostgreSQL, Redis, an exchange) is unreachable
+    EXCHANGE = 6  # the exchange refused a request: bad keys, unknown symbol, rejected order
     INTERRUPTED = 130  # a second Ctrl-C: stopped without the orderly finish
 
 
@@ -22,6 +30,7 @@ EXCEPTION_CODES: tuple[tuple[type[SupremeError], ExitCode], ...] = (
     (DataError, ExitCode.DATA),
     (StoreError, ExitCode.STORE),
     (ServiceUnavailable, ExitCode.UNAVAILABLE),
+    (ExchangeError, ExitCode.EXCHANGE),
 )
 
 

@@ -1,27 +1,23 @@
 """Streaming EMA, RSI and MACD: pure Python, O(1) time and memory per update.
 
-These classes are the reference definition of the numbers; the numba kernels in
-kernels_nb.py reproduce them bit for bit, so a live engine fed tick by tick and a
-backtest run over the whole array see exactly the same values.
+These classes are the reference definition of the numbers. The numba kernels in
+kernels_nb.py compute the same recurrences in a regrouped order (blocks of eight bars,
+fused multiply-adds), so batch and streaming values agree to rounding, a few ulp of the
+price scale; tests/indicators/test_properties.py bounds the difference on arbitrary
+inputs, and test_reference.py checks both against TA-Lib.
 
 Conventions (chosen to match TA-Lib, which tests/indicators/test_reference.py checks):
 
-* EMA(p): alpha = 2 / (p + 1). The first value, at bar index p - 1, is the simple mean
-  of the first p inputs; earlier bars have no value.
-* RSI(p): Wilder's smoothing, alpha = 1 / p. The first value, at bar index p, uses the
-  simple means of the first p gains and losses. When average gain and loss are both
-  exactly zero (a flat series) RSI is 50, where TA-Lib reports 0.
+* EMA(p): alpha = 2 / (p + 1), y[t] = (1 - alpha) * y[t-1] + alpha * x[t]. The first
+  value, at bar index p - 1, is the simple mean of the first p inputs; earlier bars
+  have no value.
+* RSI(p): Wilder's smoothing, alpha = 1 / p, of gains and losses. The first value, at
+  bar index p, uses the simple means of the first p gains and losses. When average gain
+  and loss are both exactly zero (a flat series) RSI is 50, where TA-Lib reports 0.
 * MACD(fast, slow, signal): like TA-Lib, both EMAs start at bar slow - 1; the fast EMA
   is seeded with the mean of the `fast` inputs ending there, so the MACD line starts at
   slow - 1. The signal line is an EMA(signal) of the MACD line seeded with the mean of
   its first `signal` values, so signal and histogram start at slow + signal - 2.
-
-Every smoother computes y[t] = a * y[t-1] + alpha * x[t] (a = 1 - alpha), regrouped as
-y[t] = a**j * y[anchor] + s[t] with s[t] = a * s[t-1] + alpha * x[t], where `anchor` is
-the last bar that was either the seed or had index % BLOCK == BLOCK - 1 and j = t - anchor.
-That regrouping changes only the rounding (a few ulp), but it cuts the serial dependency
-in the batch kernels from one multiply-add per bar to one per block, which lets the CPU
-overlap blocks. Following it here keeps incremental == batch exactly.
 """
 
 from __future__ import annotations
@@ -30,9 +26,6 @@ import numbers
 
 from engine.errors import ConfigError
 
-# Must equal kernels_nb.BLOCK: numba's cache keys only on kernels_nb.py, so the kernel
-# cannot import it from here. A test asserts they agree.
-BLOCK = 8
 # Kernels take int64 periods; nothing sensible needs more.
 _MAX_PERIOD = 2**31 - 1
 
@@ -57,39 +50,18 @@ def check_macd(fast: object, slow: object, signal: object) -> tuple[int, int, in
     return f, s, g
 
 
-def powers(a: float) -> tuple[float, ...]:
-    """a**0 .. a**BLOCK by repeated multiplication, exactly as kernels_nb computes them."""
-    out = [1.0]
-    for _ in range(BLOCK):
-        out.append(out[-1] * a)
-    return tuple(out)
-
-
 class _Smoother:
-    """One exponential smoother, already seeded; see the module docstring for the scheme."""
+    """y = a * y + alpha * x, already seeded."""
 
-    __slots__ = ("_a", "_alpha", "_anchor", "_j", "_pow", "_s")
+    __slots__ = ("_a", "_alpha", "y")
 
     def __init__(self, alpha: float, seed: float) -> None:
         self._alpha = alpha
         self._a = 1.0 - alpha
-        self._pow = powers(self._a)
-        self._anchor = seed
-        self._s = 0.0
-        self._j = 0
+        self.y = seed
 
-    def step(self, x: float, index: int) -> float:
-        """Feed the input of bar `index` (the bar after the previous call) and return y."""
-        s = self._s * self._a + x * self._alpha
-        j = self._j + 1
-        y = self._pow[j] * self._anchor + s
-        if index % BLOCK == BLOCK - 1:
-            self._anchor = y
-            self._s = 0.0
-            self._j = 0
-        else:
-            self._s = s
-            self._j = j
+    def step(self, x: float) -> float:
+        self.y = y = self._a * self.y + self._alpha * x
         return y
 
 
@@ -113,7 +85,7 @@ class EMA:
         self._n = i + 1
         sm = self._smoother
         if sm is not None:
-            self.value = y = sm.step(x, i)
+            self.value = y = sm.step(x)
             return y
         self._sum += x
         if i + 1 < self.period:
@@ -159,7 +131,7 @@ class RSI:
         down = -d if d < 0.0 else 0.0
         gain, loss = self._gain, self._loss
         if gain is not None and loss is not None:
-            self.value = r = rsi_value(gain.step(up, i), loss.step(down, i))
+            self.value = r = rsi_value(gain.step(up), loss.step(down))
             return r
         self._gsum += up
         self._lsum += down
@@ -212,12 +184,12 @@ class MACD:
             self._fast = _Smoother(2.0 / (self.fast + 1.0), f)
             self._slow = _Smoother(2.0 / (self.slow + 1.0), s)
         else:
-            f = fast.step(x, i)
-            s = slow.step(x, i)
+            f = fast.step(x)
+            s = slow.step(x)
         self.macd = m = f - s
         sig = self._signal
         if sig is not None:
-            g = sig.step(m, i)
+            g = sig.step(m)
         else:
             self._msum += m
             if i < self.slow + self.signal_period - 2:
