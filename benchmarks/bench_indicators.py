@@ -9,16 +9,18 @@ well under a minute):
 * batch, this process: our four public calls (ema 12, ema 26, macd 12/26/9, rsi 14)
   against TA-Lib's EMA, EMA, MACD, RSI on the same array, at --bars bars and at the
   length of one real 1m file (cache-resident: compute rather than memory bandwidth
-  decides). The sides run interleaved so they share the machine and allocator state;
-  the target is ours >= TARGET x faster at --bars. Minor page faults per four-call loop
-  are counted for both. The two "floor" columns run copy kernels with exactly our calls'
+  decides). The sides run interleaved, in an order that rotates every round (see
+  `interleaved`), so they share the machine and allocator state; the target is ours
+  >= TARGET x faster at --bars. Minor page faults per four-call loop are counted for
+  both. The two "floor" columns run copy kernels with exactly our calls'
   memory traffic (one read of the input per call, one output array per result, no
   arithmetic): with ordinary stores into fresh arrays, and with the stores our kernels
   use (full-line streaming stores into aligned arrays from STREAM_MIN bars on). At
   sizes that miss the caches no implementation of the four calls gets far below them.
 * batch, alone: the same four-call loop for each library in its own fresh interpreter,
-  with minor page faults per loop. Sharing a process changes glibc's mmap threshold
-  for both sides, so this is what a program using only one of them sees.
+  with minor page faults per loop. In one process both sides share glibc's state,
+  including the malloc tuning our first batch call applies (engine.indicators.
+  _tune_malloc), so this is what a program using only one of them sees.
 * first call: numba compile (empty cache dir) and cache load, each in a fresh
   interpreter, with VmRSS after `import engine.indicators` and after the first call.
 * streaming: talipp and our incremental classes, all four indicators per tick, fed one

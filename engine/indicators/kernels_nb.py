@@ -12,7 +12,8 @@ What makes them fast (figures in benchmarks/bench_indicators.py):
   BLOCK = 8 bars (one 64-byte cache line, one AVX-512 register) at a time: with
   P = the line's block-local recurrence started from 0 (a 3-step log scan across the
   lanes, `_prefix`), y[s+k] = a**(k+1) * y[s-1] + P[k] for the line starting at bar s.
-  The only loop-carried dependency is one multiply-add per line. The lines are written
+  The only loop-carried dependency is one multiply-add (plus, for some smoothers, a
+  lane broadcast; see `_Smoother`) per line, instead of one per bar. The lines are written
   in LLVM IR (`_ema_lines` & co., numba intrinsics) because numba cannot hold vector
   values and leaves the SLP vectoriser off; bars before the first whole line and after
   the last are done one at a time in the plain form.
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types, uint64
+from numba import int64, njit, types, uint64
 from numba.extending import intrinsic
 
 BLOCK = 8  # bars per block: one 64-byte cache line of float64
@@ -44,9 +45,9 @@ STREAM_MIN = 1 << 18  # bars (2 MiB per output) from which outputs bypass the ca
 PREFETCH_LINES = 64  # how far ahead of the loads the input is prefetched (4 KiB)
 
 _K = uint64(BLOCK)
-_K1 = uint64(BLOCK - 1)
 _STREAM_MIN = uint64(STREAM_MIN)
 _LINE = uint64(64)
+_W = uint64(8)  # bytes per float64
 _ONE = uint64(1)
 _ZERO = uint64(0)
 _IN = types.Array(types.float64, 1, "C", readonly=True)
@@ -356,6 +357,18 @@ _store_fence: Any = intrinsic(_fence_impl)
 @njit(inline="always", **_OPTS)
 def _aligned(arr):
     return arr.ctypes.data % _LINE == _ZERO
+
+
+@njit(types.int64(_IN, _OUT, types.int64), cache=True, **_OPTS)
+def place_nb(x, raw, row):
+    """Start index in raw (len(x) + 512 float64s) for output row `row` of input x.
+
+    The row starts 64-byte aligned, 1 KiB * (row + 1) past x's address modulo 4 KiB
+    (engine.indicators._outputs explains why); a numba call is cheaper than asking numpy
+    for two addresses.
+    """
+    at = (x.ctypes.data // _W + uint64(128) * uint64(row + 1)) // _K * _K
+    return int64((at - raw.ctypes.data // _W) % uint64(512))
 
 
 @njit(_SIG, cache=True, **_OPTS)
