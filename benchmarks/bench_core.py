@@ -2,11 +2,12 @@
 
     python benchmarks/bench_core.py [--ticks 200000] [--repeats 7] [--json out.json]
 
-The core tick is what `supreme run` does for every bar before the broker: update EMA12,
-EMA26, MACD(12,26,9) + signal and RSI14, decide (engine.strategy.ScalpStrategy.update) and
-size a position (engine.risk.RiskManager.size, called on every tick here although the
-engine calls it only when a signal fires). Baselines compute the same four indicators one
-value at a time: talipp (four objects) and TA-Lib's streaming functions.
+The core tick is what `supreme run` does for every bar before the broker:
+engine.strategy.ScalpStrategy.update updates EMA12, EMA26, MACD(12,26,9) + signal, RSI14 and
+the EWMA volatility, computes the fixed-fractional entry size (the quantity
+engine.risk.RiskManager.size defines; a test holds them equal) and decides. Baselines
+compute the same four indicators one value at a time: talipp (four objects) and TA-Lib's
+streaming functions.
 
 mean: an untimed loop over all ticks, median over repeats. p50/p99: each tick timed with
 perf_counter_ns; the median cost of an empty timer pair is subtracted and reported.
@@ -29,7 +30,6 @@ sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("SUPREME_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 from engine.config import RiskParams, StrategyParams  # noqa: E402
-from engine.risk import RiskManager  # noqa: E402
 from engine.strategy import ScalpStrategy  # noqa: E402
 
 
@@ -43,15 +43,7 @@ def load_closes(ticks: int) -> list[float]:
 
 
 def core_tick() -> Callable[[float], object]:
-    strat = ScalpStrategy(StrategyParams())
-    risk = RiskManager(RiskParams())
-    update, size = strat.update, risk.size
-
-    def tick(close: float) -> object:
-        update(close)
-        return size(10_000.0, close, strat.var ** 0.5)
-
-    return tick
+    return ScalpStrategy(StrategyParams(), RiskParams(), 10_000.0).update
 
 
 def talipp_tick() -> Callable[[float], object]:

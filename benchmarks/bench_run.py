@@ -114,6 +114,35 @@ def engine_memory(bars: int) -> dict[str, Any]:
     }
 
 
+def core_state_memory(ticks: int) -> dict[str, Any]:
+    """tracemalloc over the engine's own state (strategy, risk, paper broker, latency
+    histogram) fed `ticks` simulated bars: what a run keeps, without the store's queue."""
+    from engine.broker.paper import PaperBroker
+    from engine.feeds.sim import SimFeed
+    from engine.latency import LatencyHistogram
+    from engine.risk import RiskManager
+    from engine.strategy import ScalpStrategy
+
+    feed = iter(SimFeed(seed=3))
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    strat, risk, broker, hist = ScalpStrategy(), RiskManager(), PaperBroker(), LatencyHistogram()
+    samples = []
+    for i in range(1, ticks + 1):
+        bar = next(feed)
+        broker.on_bar(bar.ts, bar.open, bar.high, bar.low)
+        strat.update(bar.close)
+        risk.mark(broker.equity(bar.close), bar.ts)
+        hist.record(1000 + i % 5000)
+        if i % (ticks // 10) == 0:
+            samples.append(tracemalloc.get_traced_memory()[0] - base)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return {"ticks": ticks, "samples_mib": [x / 2**20 for x in samples],
+            "start_mib": samples[0] / 2**20, "end_mib": samples[-1] / 2**20,
+            "peak_mib": peak / 2**20}
+
+
 def sim_peak_rss(bars: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         code = ("import resource, subprocess, sys; "
@@ -140,6 +169,7 @@ def run(quick: bool) -> dict[str, Any]:
         "full_tick_replay": full_tick("replay", r, None),
         "full_tick_sim": full_tick("sim", r, 66_087),
         "replay_wall": replay_wall(r),
+        "core_state_memory": core_state_memory(200_000 if quick else 1_000_000),
         "engine_memory": engine_memory(200_000 if quick else 1_000_000),
         "sim_peak_rss": sim_peak_rss(100_000 if quick else 300_000),
         "startup": startup(10 if quick else 30),
@@ -152,8 +182,11 @@ def run(quick: bool) -> dict[str, Any]:
         "full tick mean <= 5 us (sim)": res["full_tick_sim"]["mean_us"] <= 5,
         "full tick p99 <= 20 us (sim)": res["full_tick_sim"]["p99_us"] <= 20,
         "replay 66k bars <= 2 s wall": res["replay_wall"]["median_s"] <= 2,
-        "engine heap <= 1 MiB and flat": (res["engine_memory"]["heap_max_after_10pct_mib"]
-                                          or 99) <= 1,
+        "engine state <= 1 MiB and flat": (
+            res["core_state_memory"]["peak_mib"] <= 1
+            and abs(res["core_state_memory"]["end_mib"] - res["core_state_memory"]["start_mib"])
+            < 0.01),
+        "whole run heap <= 1 MiB": (res["engine_memory"]["heap_max_after_10pct_mib"] or 99) <= 1,
         "sim peak RSS <= 64 MiB": res["sim_peak_rss"]["peak_rss_mib"] <= 64,
         "--help <= 0.15 s": res["startup"]["median_s"] <= 0.15,
     }
@@ -169,11 +202,17 @@ def render(res: dict[str, Any]) -> str:
                      f"{t['p95_us']:.2f} | {t['p99_us']:.2f} | {t['max_us']:.0f} | "
                      f"{t['bars']:,} |")
     m = res["engine_memory"]
+    c = res["core_state_memory"]
     lines += [
+        "",
+        f"Engine state (strategy, risk, broker, latency histogram; tracemalloc) over "
+        f"{c['ticks']:,} ticks: {c['start_mib'] * 1024:.1f} KiB after 10 %, "
+        f"{c['end_mib'] * 1024:.1f} KiB at the end, peak {c['peak_mib'] * 1024:.1f} KiB.",
         "",
         f"Replay of {res['replay_wall']['bars']:,} bars, process wall time with start-up: "
         f"{res['replay_wall']['median_s']:.2f} s (median).",
-        f"Engine heap (tracemalloc) over {m['bars']:,} sim bars: "
+        f"Whole run heap, store writer queue included (tracemalloc) over {m['bars']:,} sim "
+        "bars: "
         f"{m['heap_min_after_10pct_mib']:.3f}–{m['heap_max_after_10pct_mib']:.3f} MiB after "
         f"the first 10 %, {m['heap_at_end_mib']:.3f} MiB at the end, peak "
         f"{m['peak_mib']:.3f} MiB.",

@@ -172,7 +172,8 @@ class Run:
                 id=self.run_id, symbol=symbol, feed=spec.feed, mode=spec.mode,
                 started_at_ms=started_ms, status="running",
                 config=json.loads(json.dumps(spec.config, default=str))))
-            writer = StoreWriter(store.clone)
+            # Small batches keep the queue (and so the heap) under a megabyte at full speed.
+            writer = StoreWriter(store.clone, max_batch=2000)
             try:
                 summary = self._loop(feed, symbol, feed_info, store.url_redacted, store, writer)
             except BaseException:
