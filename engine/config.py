@@ -8,6 +8,7 @@ and validates every value; `Settings` is the frozen result the rest of the engin
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,22 @@ def _speed(value: Any) -> str:
     return str(value).strip().lower()
 
 
+def _exchange_id(value: Any) -> str:
+    text = str(value).strip().lower()
+    if not re.fullmatch(r"[a-z0-9_]{2,40}", text):
+        raise ValueError("expected a ccxt exchange id such as binance, kraken or okx")
+    return text
+
+
+def _timeframe(value: Any) -> str:
+    from engine.exchange.download import TIMEFRAME_MS
+
+    text = str(value).strip()
+    if text not in TIMEFRAME_MS:
+        raise ValueError(f"expected one of {', '.join(TIMEFRAME_MS)}")
+    return text
+
+
 @dataclass(frozen=True)
 class Key:
     name: str
@@ -97,15 +114,19 @@ KEYS: dict[str, Key] = {
         Key("symbol", normalize_symbol, "ETH-USDT", "market to trade", env="SYMBOL_FOCUS"),
         Key("mode", _choice("paper", "live", "backtest"), "paper", "execution mode",
             env="TRADING_MODE"),
-        Key("feed", _choice("sim", "replay"), "sim", "market data source"),
+        Key("feed", _choice("sim", "replay", "exchange"), "sim", "market data source"),
         Key("data_file", _optional(_text), None, "file replayed by --feed replay"),
         Key("replay_policy", _choice("fail", "skip", "fill"), "fail",
             "what replay does with corrupt rows (gaps are always reported and bridged)"),
-        Key("interval_seconds", _number(1, 3600), 45.0,
-            "live pacing interval; each bar waits this long with jitter inside 30-60 s",
+        Key("interval_seconds", _number(0.05, 3600), 45.0,
+            "live pacing interval; each bar waits this long with jitter inside 30-60 s "
+            "(values below 1 s are for tests)",
             env="INTERVAL_SECONDS"),
         Key("speed", _speed, "max", "pacing of sim/replay: max, realtime or Nx"),
         Key("seed", _number(0, 2**63 - 1, integer=True), 0, "simulator seed"),
+        Key("timeframe", _timeframe, "1m", "candle timeframe of --feed exchange"),
+        Key("stream", _bool, False,
+            "--feed exchange: websocket candles (ccxt.pro) with REST polling as fallback"),
         Key("duration", _optional(parse_duration), None, "wall-clock limit in seconds"),
         Key("bars", _optional(_number(1, 10**12, integer=True)), None, "stop after N bars"),
         Key("db", _optional(_text), None, "store: SQLite path or postgresql:// URL"),
@@ -118,6 +139,7 @@ KEYS: dict[str, Key] = {
         Key("starting_equity", _number(1, 1e12), 10_000.0, "paper account size in quote currency"),
         Key("equity_every_bars", _number(1, 10**9, integer=True), 1,
             "store an equity snapshot every N bars"),
+        Key("exchange.id", _exchange_id, "binance", "ccxt id of the exchange"),
         Key("exchange.api_key", _optional(_text), None, "exchange API key",
             env="EXCHANGE_API_KEY", secret=True),
         Key("exchange.secret", _optional(_text), None, "exchange API secret",

@@ -9,11 +9,20 @@ risk checks and becomes an order for the next open; equity is marked; records go
 store writer's buffer. The time from asking the feed for the bar to the end of that work
 goes into a bounded histogram. A closed trade is made durable (writer barrier) before the
 next bar, outside the timed section: that wait is I/O, reported as `commit_wait_ms`.
+
+Feed `exchange` (engine/feeds/exchange.py) blocks until the next closed candle is due (REST
+polls every `interval_s` ±1/3, or the stream), so it is never paced here whatever `speed`
+says; stop and duration are checked after every bar and, through the feed's
+`should_stop`, while it waits. Exchange runs are resumable (`resume=True`). Mode `live`
+(checked by `check_live`: exchange feed, keys, `live_confirmed`) swaps the paper broker
+for `engine.broker.live.LiveBroker`, reconciled with the exchange and the store before the
+first bar; each order is journaled `open` in the store before it is sent.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 import threading
@@ -22,12 +31,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import strategy as st
+from engine.broker.live import LiveBroker
 from engine.broker.paper import BUY, SELL, ClosedTrade, Fill, PaperBroker, PendingOrder
 from engine.config import EngineParams, StrategyParams
-from engine.errors import ConfigError
+from engine.errors import ConfigError, StoreError
 from engine.latency import LatencyHistogram
 from engine.risk import REJECT_ZERO_SIZE, RiskManager
 from engine.store import (
@@ -42,6 +52,11 @@ from engine.store import (
 from engine.store.writer import StoreWriter
 from engine.sysinfo import peak_rss_mib, rss_mib
 from engine.types import Bar
+
+if TYPE_CHECKING:
+    from engine.exchange.adapter import ExchangeSpec
+
+Broker = PaperBroker | LiveBroker
 
 PROGRESS_EVERY_S = 0.25
 MIN_ORDER_NOTIONAL = 5.0  # quote currency; Binance's smallest ETH-USDT notional is 5 USDT
@@ -110,6 +125,10 @@ class RunSpec:
     data_dir: Path = Path(".")
     resume: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    exchange: ExchangeSpec | None = None
+    timeframe: str = "1m"
+    stream: bool = False
+    live_confirmed: bool = False
 
 
 def jittered_interval(interval_s: float, rng: random.Random) -> float:
@@ -117,8 +136,12 @@ def jittered_interval(interval_s: float, rng: random.Random) -> float:
     return rng.uniform(interval_s * 2.0 / 3.0, interval_s * 4.0 / 3.0)
 
 
-def open_feed(spec: RunSpec, observer: RunObserver) -> tuple[Any, str, dict[str, Any]]:
-    """The feed for a spec, its symbol, and what loading it found (replay issues)."""
+def open_feed(spec: RunSpec, observer: RunObserver, stop: threading.Event | None = None
+              ) -> tuple[Any, str, dict[str, Any]]:
+    """The feed for a spec, its symbol, and what loading it found (replay issues).
+
+    For `exchange`, ccxt is imported (when the feed first builds its adapter) and `stop`
+    makes the adapter's retry back-off end when the run is asked to stop."""
     if spec.feed == "sim":
         from engine.feeds.sim import SimFeed
 
@@ -144,7 +167,35 @@ def open_feed(spec: RunSpec, observer: RunObserver) -> tuple[Any, str, dict[str,
             kinds[issue.kind] = kinds.get(issue.kind, 0) + 1
         info = {"file": str(spec.data_file), "rows": len(series), "issues": kinds}
         return ReplayFeed(series), symbol, info
-    raise ConfigError(f"unknown feed {spec.feed!r}; available: sim, replay")
+    if spec.feed == "exchange":
+        from engine.exchange.adapter import ExchangeAdapter, ExchangeSpec
+        from engine.feeds.exchange import ExchangeFeed, StopAwareSleep
+
+        symbol = spec.symbol or "ETH-USDT"
+        ex_spec = spec.exchange if spec.exchange is not None else ExchangeSpec()
+        sleep = StopAwareSleep(stop if stop is not None else threading.Event())
+        feed = ExchangeFeed(functools.partial(ExchangeAdapter, ex_spec, sleep=sleep), symbol,
+                            spec.timeframe, spec.stream, interval_s=spec.interval_s,
+                            seed=spec.seed, exchange_id=ex_spec.exchange_id,
+                            on_warning=observer.on_warning)
+        return feed, symbol, feed.info
+    raise ConfigError(f"unknown feed {spec.feed!r}; available: sim, replay, exchange")
+
+
+def check_live(spec: RunSpec) -> None:
+    """ConfigError unless a live run has everything it needs: the exchange feed, keys and
+    the explicit confirmation. Checked before anything touches the network."""
+    if spec.mode != "live":
+        return
+    if spec.feed != "exchange":
+        raise ConfigError("--mode live trades on live candles: it needs --feed exchange")
+    ex = spec.exchange
+    if ex is None or not ex.api_key or not ex.secret:
+        raise ConfigError("--mode live needs exchange API keys (EXCHANGE_API_KEY and "
+                          "EXCHANGE_SECRET); no order was sent")
+    if not spec.live_confirmed:
+        raise ConfigError("--mode live places real orders: add --confirm-live to confirm; "
+                          "no order was sent")
 
 
 class Run:
@@ -156,6 +207,9 @@ class Run:
         self.run_id = uuid.uuid4().hex
         self._stop = threading.Event()
         self.stopped_by = ""
+        self._idle_state: tuple[int, Bar] | None = None
+        self._next_idle_progress = 0.0
+        self._wall0 = 0.0
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -163,7 +217,20 @@ class Run:
     def execute(self) -> dict[str, Any]:
         spec = self.spec
         observer = self.observer
-        feed, symbol, feed_info = open_feed(spec, observer)
+        check_live(spec)
+        if spec.mode == "backtest" and spec.feed == "exchange":
+            raise ConfigError("--mode backtest replays history: use --feed replay or sim, or "
+                              "--mode paper for live candles")
+        feed, symbol, feed_info = open_feed(spec, observer, self._stop)
+        try:
+            return self._execute(feed, symbol, feed_info)
+        finally:
+            close = getattr(feed, "close", None)
+            if close is not None:
+                close()
+
+    def _execute(self, feed: Any, symbol: str, feed_info: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec
         store = open_store(spec.store_url, spec.data_dir)
         try:
             store.migrate()
@@ -191,10 +258,23 @@ class Run:
         observer = self.observer
         run_id = self.run_id
         params = spec.params
+        live = spec.mode == "live"
+        exchange_feed = spec.feed == "exchange"
+        broker: Broker
+        if live:
+            broker = self._live_broker(feed, symbol, store, writer)
+            # the account, not the configuration, is what a live run starts with
+            spec = self.spec = dataclasses.replace(
+                spec, starting_equity=broker.equity(broker.last_price))
+        else:
+            broker = PaperBroker(params.broker, spec.starting_equity)
         strat = st.ScalpStrategy(params.strategy, params.risk, spec.starting_equity)
         risk = RiskManager(params.risk, spec.starting_equity)
-        broker = PaperBroker(params.broker, spec.starting_equity)
-        if spec.resume:
+        if live:
+            strat.long = broker.qty > 0.0
+            strat.set_sizing_equity(broker.cash if broker.qty <= 0.0 else
+                                    spec.starting_equity)
+        elif spec.resume:
             self._resume(store, symbol, broker, strat)
         hist = LatencyHistogram()
         perf_ns = time.perf_counter_ns
@@ -202,11 +282,20 @@ class Run:
         stop = self._stop
         bar_limit = spec.bars or 0
         deadline = time.monotonic() + spec.duration_s if spec.duration_s else None
+        # The exchange feed blocks until the next candle is due (30-60 s polls or the
+        # stream): it is never paced here, whatever --speed says, and stop/duration are
+        # checked after every bar and, through should_stop, while it waits.
+        speed = 0.0 if exchange_feed else spec.speed
+        check_each = bool(speed) or exchange_feed
         pace_rng = random.Random(spec.seed)
         equity_every = spec.equity_every_bars
         counters = {"signals": 0, "filtered": 0, "orders": 0, "rejected": 0, "trades": 0,
                     "wins": 0, "gross_profit": 0.0, "gross_loss": 0.0}
         reasons: dict[str, int] = {}
+        if exchange_feed:
+            feed.should_stop = functools.partial(self._should_stop, deadline)
+            feed.on_idle = functools.partial(self._idle_progress, strat, broker, risk, hist,
+                                             counters)
         commit_wait_ns = 0
         store_wait_ns = 0
         order_seq = 0
@@ -216,14 +305,18 @@ class Run:
         next_progress = time.monotonic()
         observer.on_start({"run_id": run_id, "symbol": symbol, "feed": spec.feed,
                            "mode": spec.mode, "store": store_url, **feed_info})
-        wall0 = time.monotonic()
+        wall0 = self._wall0 = time.monotonic()
+        self._idle_state = None
         iterator: Iterator[Bar] = iter(feed)
+        live_trades: tuple[ClosedTrade, ...] = ()
         t0 = perf_ns()
         for bar in iterator:
+            if exchange_feed:
+                t0 = perf_ns()  # the wait for a live candle is pacing, not processing
             ts, open_, high, low, close = bar.ts, bar.open, bar.high, bar.low, bar.close
             durable = False
             closed = exit_trade = None
-            if broker.pending is not None or broker.qty > 0.0:
+            if broker.pending is not None or broker.qty > 0.0 or live:
                 fill, closed, exit_fill, exit_trade = broker.on_bar(ts, open_, high, low)
                 if fill is not None or exit_fill is not None:
                     durable = self._record_fills(writer, symbol, (fill, exit_fill),
@@ -242,6 +335,13 @@ class Run:
                                 broker, counters, reasons)
                 else:
                     counters["filtered"] += 1
+            if live:
+                # orders went out during this bar: store their fills and rejections now
+                traded = self._drain_live(writer, symbol, broker, counters, reasons, strat,
+                                          close)
+                if traded is not None:
+                    durable = True
+                    live_trades = traded
             equity = broker.cash + broker.qty * close
             drawdown = risk.mark(equity, ts)
             bars += 1
@@ -258,21 +358,24 @@ class Run:
                 w0 = perf_ns()
                 writer.barrier(timeout=30.0)
                 commit_wait_ns += perf_ns() - w0
-                self._notify_trades(observer, closed, exit_trade)
+                self._notify_trades(observer, closed, exit_trade, *live_trades)
+                live_trades = ()
             if bars == bar_limit:
                 self.stopped_by = "bars"
                 break
-            if spec.speed or not bars & 63:
+            if check_each or not bars & 63:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     self.stopped_by = "duration"
                     break
+                if exchange_feed:
+                    self._idle_state = (bars, bar)
                 if now >= next_progress:
                     next_progress = now + PROGRESS_EVERY_S
                     observer.on_progress(self._snapshot(bars, bar, strat, broker, risk, hist,
                                                         counters, wall0))
-                if spec.speed:
-                    wait = jittered_interval(spec.interval_s, pace_rng) / spec.speed
+                if speed:
+                    wait = jittered_interval(spec.interval_s, pace_rng) / speed
                     if deadline is not None:
                         wait = min(wait, max(0.0, deadline - time.monotonic()))
                     if self._paced_wait(wait, bars, bar, strat, broker, risk, hist, counters,
@@ -284,7 +387,13 @@ class Run:
                     break
             t0 = perf_ns()
         else:
-            self.stopped_by = "end_of_data"
+            # a feed that ends early (the exchange feed, asked to stop while it waited)
+            if stop.is_set():
+                self.stopped_by = "signal"
+            elif deadline is not None and time.monotonic() >= deadline:
+                self.stopped_by = "duration"
+            else:
+                self.stopped_by = "end_of_data"
 
         if last_bar is not None and not spec.resume:
             # Sim and replay runs are self-contained: close what is open so every position
@@ -300,10 +409,104 @@ class Run:
         summary = self._summary(symbol, bars, broker, risk, hist, counters, reasons, wall,
                                 commit_wait_ns, writer, feed_info, last_bar, store_url)
         summary["store_wait_ms"] = store_wait_ns / 1e6
+        if live:
+            assert isinstance(broker, LiveBroker)
+            summary["live"] = {"orders_sent": broker.orders_sent,
+                               "open_orders_adopted": len(broker.open_orders),
+                               "position_qty": broker.qty}
         return summary
 
+    # --- exchange feed and live trading -------------------------------------------------
+
+    def _should_stop(self, deadline: float | None) -> bool:
+        return self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+    def _idle_progress(self, strat: st.ScalpStrategy, broker: Broker, risk: RiskManager,
+                       hist: LatencyHistogram, counters: dict[str, Any]) -> None:
+        """Called by a waiting exchange feed: keeps the live view's clock moving."""
+        state = self._idle_state
+        now = time.monotonic()
+        if state is None or now < self._next_idle_progress:
+            return
+        self._next_idle_progress = now + PROGRESS_EVERY_S
+        bars, bar = state
+        self.observer.on_progress(self._snapshot(bars, bar, strat, broker, risk, hist,
+                                                 counters, self._wall0))
+
+    def _live_broker(self, feed: Any, symbol: str, store: Any, writer: StoreWriter
+                     ) -> LiveBroker:
+        """The live broker, reconciled with the exchange and the store before any bar."""
+        broker = LiveBroker(feed.adapter, symbol, self.spec.params.broker,
+                            warn=self.observer.on_warning,
+                            before_send=functools.partial(self._journal, writer, symbol),
+                            run_id=self.run_id)
+        stored = store.load_position(symbol, "live")
+        journal = store.open_orders(symbol, "live")
+        updates = broker.reconcile(stored, journal)
+        for u in updates:
+            writer.add_order(OrderRecord(
+                id=u.order_id, run_id=u.run_id, ts_ms=u.ts_ms, symbol=symbol, side=u.side,
+                qty=u.qty, price=u.fill_price or 0.0, status=u.status, reason=u.reason,
+                fill_price=u.fill_price, fee=u.fee))
+            if (u.side == SELL and u.status == "filled" and u.fill_price and stored is not None
+                    and stored.qty > 0 and stored.run_id):
+                # the exit of the stored position filled before the restart: its trade
+                fees = u.fee
+                pnl = (u.fill_price - stored.entry_price) * min(u.qty, stored.qty) - fees
+                writer.add_trade(TradeRecord(
+                    id=stored.run_id, run_id=u.run_id, symbol=symbol, side=BUY,
+                    qty=min(u.qty, stored.qty), entry_ts_ms=stored.entry_ts_ms or 0,
+                    exit_ts_ms=u.ts_ms, entry_price=stored.entry_price,
+                    exit_price=u.fill_price, pnl=pnl, fees=fees,
+                    exit_reason=f"{u.reason} (recovered)"))
+        writer.set_position(self._position_record(symbol, broker))
+        if not writer.barrier(timeout=30.0):
+            raise StoreError("the store did not commit the reconciled position within 30 s")
+        return broker
+
+    def _position_record(self, symbol: str, broker: Broker) -> PositionRecord:
+        return PositionRecord(
+            symbol=symbol, mode=self.spec.mode, qty=broker.qty,
+            entry_price=broker.entry_price, entry_ts_ms=broker.entry_ts_ms,
+            stop_price=broker.stop_price, take_profit=broker.take_profit,
+            run_id=broker.entry_order_id, updated_at_ms=int(time.time() * 1000))
+
+    def _journal(self, writer: StoreWriter, symbol: str, order_id: str, side: str, qty: float,
+                 price: float, reason: str) -> None:
+        """Commit a live order as `open` before it is sent (a write-ahead journal)."""
+        writer.add_order(OrderRecord(
+            id=order_id, run_id=self.run_id, ts_ms=int(time.time() * 1000), symbol=symbol,
+            side=side, qty=qty, price=price, status="open", reason=reason))
+        if not writer.barrier(timeout=30.0):
+            raise StoreError(f"the store did not journal order {order_id} within 30 s; "
+                             "it was not sent")
+
+    def _drain_live(self, writer: StoreWriter, symbol: str, broker: Broker,
+                    counters: dict[str, Any], reasons: dict[str, int],
+                    strat: st.ScalpStrategy, close: float
+                    ) -> tuple[ClosedTrade, ...] | None:
+        """Store the fills and rejections of the orders sent during this bar; the trades
+        they closed, or None when nothing happened."""
+        assert isinstance(broker, LiveBroker)
+        broker.last_price = close
+        fills, rejections = broker.take_reports()
+        if not fills and not rejections:
+            return None
+        for rej in rejections:
+            counters["rejected"] += 1
+            reasons["rejected_exchange"] = reasons.get("rejected_exchange", 0) + 1
+            writer.add_order(OrderRecord(
+                id=rej.order_id, run_id=self.run_id, ts_ms=rej.ts_ms, symbol=symbol,
+                side=rej.side, qty=rej.qty, price=close, status="rejected", reason=rej.reason,
+                fill_price=None, fee=0.0))
+        trades = tuple(t for _, t in fills if t is not None)
+        self._record_fills(writer, symbol, tuple(f for f, _ in fills), trades, counters,
+                           strat, broker)
+        writer.set_position(self._position_record(symbol, broker))
+        return trades
+
     def _paced_wait(self, wait: float, bars: int, bar: Bar, strat: st.ScalpStrategy,
-                    broker: PaperBroker, risk: RiskManager, hist: LatencyHistogram,
+                    broker: Broker, risk: RiskManager, hist: LatencyHistogram,
                     counters: dict[str, Any], wall0: float) -> bool:
         """Sleep until the next bar is due, keeping the live view's clock moving.
 
@@ -320,7 +523,7 @@ class Run:
                 self.observer.on_progress(self._snapshot(bars, bar, strat, broker, risk, hist,
                                                          counters, wall0))
 
-    def _resume(self, store: Any, symbol: str, broker: PaperBroker,
+    def _resume(self, store: Any, symbol: str, broker: Broker,
                 strat: st.ScalpStrategy) -> None:
         pos = store.load_position(symbol, self.spec.mode)
         if pos is not None and pos.qty > 0:
@@ -331,7 +534,7 @@ class Run:
                 f"resumed open position: {pos.qty:.6g} {symbol} at {pos.entry_price:.6g}")
 
     def _order(self, writer: StoreWriter, symbol: str, code: int, seq: int, ts: int,
-               close: float, strat: st.ScalpStrategy, risk: RiskManager, broker: PaperBroker,
+               close: float, strat: st.ScalpStrategy, risk: RiskManager, broker: Broker,
                counters: dict[str, Any], reasons: dict[str, int]) -> None:
         order_id = f"{self.run_id[:12]}-{seq}"
         reason = st.REASON_KEY[code]
@@ -359,7 +562,7 @@ class Run:
 
     def _record_fills(self, writer: StoreWriter, symbol: str, fills: tuple[Fill | None, ...],
                       trades: tuple[ClosedTrade | None, ...], counters: dict[str, Any],
-                      strat: st.ScalpStrategy, broker: PaperBroker) -> bool:
+                      strat: st.ScalpStrategy, broker: Broker) -> bool:
         run_id = self.run_id
         for fill in fills:
             if fill is None:
@@ -402,7 +605,7 @@ class Run:
                                    "entry_price": trade.entry_price,
                                    "exit_price": trade.exit_price, "qty": trade.qty})
 
-    def _snapshot(self, bars: int, bar: Bar, strat: st.ScalpStrategy, broker: PaperBroker,
+    def _snapshot(self, bars: int, bar: Bar, strat: st.ScalpStrategy, broker: Broker,
                   risk: RiskManager, hist: LatencyHistogram, counters: dict[str, Any],
                   wall0: float) -> dict[str, Any]:
         equity = broker.equity(bar.close)
@@ -422,7 +625,7 @@ class Run:
             "breaker": risk.breaker_tripped,
         }
 
-    def _summary(self, symbol: str, bars: int, broker: PaperBroker, risk: RiskManager,
+    def _summary(self, symbol: str, bars: int, broker: Broker, risk: RiskManager,
                  hist: LatencyHistogram, counters: dict[str, Any], reasons: dict[str, int],
                  wall: float, commit_wait_ns: int, writer: StoreWriter,
                  feed_info: dict[str, Any], last_bar: Bar | None, store_url: str

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from supreme_cli.commands import config_cmd, db, run
+from supreme_cli.commands import config_cmd, connectivity, data, db, run
 
 
 def register(app: typer.Typer) -> None:
     app.command("run", help=run.HELP, epilog=run.EPILOG)(run.run)
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(db.app, name="db")
+    app.add_typer(data.app, name="data")
+    app.command("connectivity", help=connectivity.HELP,
+                epilog=connectivity.EPILOG)(connectivity.connectivity)

@@ -23,12 +23,19 @@ from supreme_cli.options import (
 )
 from supreme_cli.output import Output
 
-HELP = """Run the engine: feed → indicators → signals → risk → paper broker → store.
+HELP = """Run the engine: feed → indicators → signals → risk → broker → store.
+
+Feeds: sim (seeded simulator), replay (a candle file), exchange (live closed candles, polled
+every ~INTERVAL_SECONDS or streamed with --stream). Paper mode is the default; --mode live
+sends real market orders and needs --feed exchange, EXCHANGE_API_KEY/EXCHANGE_SECRET and
+--confirm-live.
 
 Ctrl-C or SIGTERM finishes the current bar, flushes the store, prints the summary and exits
 0; a second Ctrl-C exits 130 at once."""
 EPILOG = ("Examples: supreme run --bars 20000 · supreme run --feed replay --data "
-          "ETH_USDT-1m.json --speed max --json · supreme run --duration 10m --speed 60x")
+          "ETH_USDT-1m.json --speed max --json · supreme run --duration 10m --speed 60x · "
+          "supreme run --feed exchange --stream · supreme run --feed exchange --mode live "
+          "--confirm-live")
 
 
 class CliObserver:
@@ -89,13 +96,30 @@ def _install_signal_handlers(request_stop: Any) -> dict[int, Any]:
     return previous
 
 
+def _exchange_spec(resolved: Any, endpoint: str | None) -> Any:
+    """What to connect to. Keys are given to the adapter in live mode only: paper runs read
+    public market data."""
+    from engine.exchange.adapter import ExchangeSpec
+    from engine.exchange.endpoints import endpoint_overrides
+
+    exchange_id = resolved["exchange.id"]
+    overrides = endpoint_overrides(exchange_id, endpoint) if endpoint else {}
+    live = resolved["mode"] == "live"
+    return ExchangeSpec(
+        exchange_id=exchange_id,
+        api_key=resolved["exchange.api_key"] if live else None,
+        secret=resolved["exchange.secret"] if live else None,
+        sandbox=resolved["exchange.sandbox"] and not endpoint, overrides=overrides)
+
+
 def run(
     ctx: typer.Context,
     symbol: Annotated[str | None, typer.Option(help="ETH-USDT, ETH/USDT or ETHUSDT.")] = None,
-    feed: Annotated[str | None, typer.Option(help="sim or replay.")] = None,
+    feed: Annotated[str | None, typer.Option(help="sim, replay or exchange.")] = None,
     data: Annotated[Path | None, typer.Option(
         "--data", help="File to replay: freqtrade JSON, Binance kline CSV or zip, CSV.")] = None,
-    mode: Annotated[str | None, typer.Option(help="paper or backtest (live: exchange layer).")]
+    mode: Annotated[str | None, typer.Option(
+        help="paper, backtest, or live (real orders: --feed exchange, keys, --confirm-live).")]
     = None,
     duration: Annotated[str | None, typer.Option(
         help="Wall-clock limit: 600, 30s, 10m, 8h.")] = None,
@@ -105,6 +129,20 @@ def run(
     policy: Annotated[str | None, typer.Option(
         help="Corrupt replay rows: fail, skip or fill. Gaps are always reported and bridged.")]
     = None,
+    exchange: Annotated[str | None, typer.Option(
+        "--exchange", help="ccxt exchange id for --feed exchange (default binance).")] = None,
+    timeframe: Annotated[str | None, typer.Option(
+        help="Candle timeframe for --feed exchange: 1m (default), 5m, 1h, ...")] = None,
+    stream: Annotated[bool | None, typer.Option(
+        "--stream/--no-stream",
+        help="--feed exchange: websocket candles, REST polling while the stream is down.")]
+    = None,
+    confirm_live: Annotated[bool, typer.Option(
+        "--confirm-live", help="Confirm that --mode live may place real orders.")] = False,
+    endpoint: Annotated[str | None, typer.Option(
+        "--endpoint", metavar="URL",
+        help="Send the exchange's REST and websocket traffic to this base URL (a mirror or "
+             "a test server such as the fake exchange; Binance API layout).")] = None,
     db: DbOpt = None,
     live: Annotated[bool, typer.Option(help="Show the live view on a terminal.")] = True,
     profile: ProfileOpt = None,
@@ -113,21 +151,31 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     from engine.config import EngineParams
-    from engine.pipeline import Run, RunSpec
+    from engine.pipeline import Run, RunSpec, check_live
 
     g, out = use_globals(ctx, profile, config, verbose, json_out)
     if bars is not None and bars < 1:
         raise ConfigError("--bars must be at least 1")
     flags = {"symbol": symbol, "feed": feed, "data_file": str(data) if data else None,
              "mode": mode, "duration": duration, "bars": bars, "speed": speed, "seed": seed,
-             "replay_policy": policy, "db": db}
+             "replay_policy": policy, "db": db, "exchange.id": exchange,
+             "timeframe": timeframe, "stream": stream}
     resolved = resolve_for(g, out, flags)
-    if resolved["mode"] == "live":
-        raise ConfigError("--mode live needs the exchange layer, which this build does not "
-                          "have yet; use --mode paper")
+    feed_name, mode_name = resolved["feed"], resolved["mode"]
+    exchange_spec = _exchange_spec(resolved, endpoint) if feed_name == "exchange" else None
+    if endpoint and feed_name != "exchange":
+        raise ConfigError("--endpoint applies to --feed exchange only")
+    if mode_name == "live" and feed_name != "exchange":
+        raise ConfigError("--mode live trades through the exchange layer on live candles: it "
+                          "needs --feed exchange, API keys (EXCHANGE_API_KEY, "
+                          "EXCHANGE_SECRET) and --confirm-live; no order was sent")
+    if feed_name == "exchange" and resolved.sources["speed"] != "default" \
+            and resolved["speed"] != "max":
+        out.warn("--speed does not apply to --feed exchange: candles come in real time "
+                 "(polled every ~INTERVAL_SECONDS, or streamed)")
     symbol_set = resolved.sources["symbol"] != "default"
     spec = RunSpec(
-        symbol=resolved["symbol"] if symbol_set or resolved["feed"] == "sim" else None,
+        symbol=resolved["symbol"] if symbol_set or feed_name in ("sim", "exchange") else None,
         feed=resolved["feed"], mode=resolved["mode"], seed=resolved["seed"],
         data_file=resolved["data_file"], replay_policy=resolved["replay_policy"],
         bars=resolved["bars"], duration_s=resolved["duration"],
@@ -135,7 +183,10 @@ def run(
         interval_s=resolved["interval_seconds"], starting_equity=resolved["starting_equity"],
         equity_every_bars=resolved["equity_every_bars"],
         params=EngineParams.from_resolved(resolved), store_url=resolved.store_url,
-        data_dir=resolved.data_dir, resume=False, config=resolved.redacted())
+        data_dir=resolved.data_dir, resume=feed_name == "exchange",
+        config=resolved.redacted(), exchange=exchange_spec, timeframe=resolved["timeframe"],
+        stream=resolved["stream"], live_confirmed=confirm_live)
+    check_live(spec)  # before any connection: no keys or no --confirm-live → exit 2
     observer = CliObserver(out, live=live and out.err.is_terminal)
     engine_run = Run(spec, observer)
     previous = _install_signal_handlers(engine_run.request_stop)
