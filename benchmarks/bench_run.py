@@ -154,6 +154,27 @@ def sim_peak_rss(bars: int) -> dict[str, Any]:
     return {"bars": bars, "peak_rss_mib": int(out.stdout.strip()) / 1024}
 
 
+def exchange_peak_rss(bars: int) -> dict[str, Any]:
+    """Peak RSS of `supreme run --feed exchange` (paper) against the packaged fake exchange
+    on 127.0.0.1, polling and streaming: ccxt is imported on this path only."""
+    from engine.testing import FakeExchange
+
+    out: dict[str, Any] = {"bars": bars}
+    for mode, extra in (("polling", []), ("stream", ["--stream"])):
+        with tempfile.TemporaryDirectory() as tmp, \
+                FakeExchange(start=-400, ws_interval_s=0.03) as fx:
+            args = [str(BIN), "run", "--feed", "exchange", "--endpoint", fx.base_url,
+                    "--bars", str(bars), "--json", *extra]
+            code = ("import resource, subprocess, sys; "
+                    f"subprocess.run({args!r}, check=True, capture_output=True); "
+                    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+            env = {**_clean_env(tmp), "INTERVAL_SECONDS": "0.05"}
+            res = subprocess.run([sys.executable, "-c", code], check=True,
+                                 capture_output=True, text=True, env=env)
+            out[f"{mode}_peak_rss_mib"] = int(res.stdout.strip()) / 1024
+    return out
+
+
 def startup(repeats: int) -> dict[str, Any]:
     walls = []
     for _ in range(repeats):
@@ -173,6 +194,7 @@ def run(quick: bool) -> dict[str, Any]:
         "engine_memory": engine_memory(200_000 if quick else 1_000_000),
         "sim_peak_rss": sim_peak_rss(100_000 if quick else 300_000),
         "startup": startup(10 if quick else 30),
+        "exchange_peak_rss": exchange_peak_rss(20),
         "self_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     ft = res["full_tick_replay"]
@@ -189,6 +211,10 @@ def run(quick: bool) -> dict[str, Any]:
         "whole run heap <= 1 MiB": (res["engine_memory"]["heap_max_after_10pct_mib"] or 99) <= 1,
         "sim peak RSS <= 64 MiB": res["sim_peak_rss"]["peak_rss_mib"] <= 64,
         "--help <= 0.15 s": res["startup"]["median_s"] <= 0.15,
+        "exchange run peak RSS <= 128 MiB (polling)":
+            res["exchange_peak_rss"]["polling_peak_rss_mib"] <= 128,
+        "exchange run peak RSS <= 128 MiB (--stream)":
+            res["exchange_peak_rss"]["stream_peak_rss_mib"] <= 128,
     }
     return res
 
@@ -218,6 +244,11 @@ def render(res: dict[str, Any]) -> str:
         f"{m['peak_mib']:.3f} MiB.",
         f"Peak RSS of `supreme run --feed sim --bars {res['sim_peak_rss']['bars']:,}`: "
         f"{res['sim_peak_rss']['peak_rss_mib']:.1f} MiB.",
+        f"Peak RSS of `supreme run --feed exchange --bars {res['exchange_peak_rss']['bars']}` "
+        f"against the fake exchange on 127.0.0.1: "
+        f"{res['exchange_peak_rss']['polling_peak_rss_mib']:.1f} MiB polling, "
+        f"{res['exchange_peak_rss']['stream_peak_rss_mib']:.1f} MiB with --stream "
+        "(limit 128 MiB).",
         f"`supreme --help`: {res['startup']['median_s'] * 1000:.0f} ms median, "
         f"{res['startup']['min_s'] * 1000:.0f} ms best of {res['startup']['repeats']}.",
         "Targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"

@@ -1,10 +1,12 @@
 """Market-data feeds: anything that yields `Bar`s in time order.
 
-Two implementations live beside this module and are imported explicitly, so importing the
-package stays cheap:
+Three implementations live beside this module and are imported explicitly, so importing
+the package stays cheap:
 
 * `engine.feeds.sim.SimFeed` — an endless, seeded, calibrated 1m candle simulator (stdlib only).
 * `engine.feeds.replay.ReplayFeed` — replays a validated file loaded by `load_series`.
+* `engine.feeds.exchange.ExchangeFeed` — closed candles from an exchange (REST polling or
+  websockets), the only feed that imports ccxt.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def test_bad_value_with_json_prints_one_error_document(data_dir: Path):
     assert r.json()["error"]["exit_code"] == 2
 
 
-def test_live_mode_refuses_until_the_exchange_layer_exists(data_dir: Path):
+def test_live_mode_refuses_without_keys_and_confirmation(data_dir: Path):
     r = invoke("run", "--mode", "live", "--bars", "10")
     assert r.exit_code == ExitCode.USAGE
     assert "exchange layer" in r.stderr
