@@ -34,12 +34,15 @@ def machine() -> dict[str, Any]:
         mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
     except OSError:
         mem_kib = 0
+    from importlib.metadata import PackageNotFoundError, version
+
     versions = {}
-    for mod in ("numpy", "numba", "talib", "talipp"):
+    for key, dist in (("numpy", "numpy"), ("numba", "numba"), ("talib", "TA-Lib"),
+                      ("talipp", "talipp")):
         try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:
-            versions[mod] = "missing"
+            versions[key] = version(dist)
+        except PackageNotFoundError:
+            versions[key] = "missing"
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
             "python": platform.python_version(), "platform": platform.platform(),
             "versions": versions,

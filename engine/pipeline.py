@@ -313,7 +313,7 @@ class Run:
         for bar in iterator:
             if exchange_feed:
                 t0 = perf_ns()  # the wait for a live candle is pacing, not processing
-            ts, open_, high, low, close = bar.ts, bar.open, bar.high, bar.low, bar.close
+            ts, open_, high, low, close, _volume = bar
             durable = False
             closed = exit_trade = None
             if broker.pending is not None or broker.qty > 0.0 or live:
