@@ -480,7 +480,7 @@ class ExchangeAdapter:
             raise self._malformed("fetch_ohlcv", f"expected a list, got {type(rows).__name__}")
         bars: list[Bar] = []
         for i, row in enumerate(rows):
-            bar = _bar(row)
+            bar = bar_from_row(row)
             if bar is None:
                 raise self._malformed("fetch_ohlcv", f"row {i} {str(row)[:120]}")
             if bars and bar.ts <= bars[-1].ts:
@@ -719,7 +719,7 @@ def _price(value: Any) -> float | None:
     return x if x is not None and x > 0 else None
 
 
-def _bar(row: Any) -> Bar | None:
+def bar_from_row(row: Any) -> Bar | None:
     """A validated Bar from a ccxt OHLCV row, or None: 6 finite numbers, an epoch-ms
     timestamp, positive prices with high >= low, volume >= 0."""
     if not isinstance(row, list | tuple) or len(row) < 6:

@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine.errors import ConfigError, ExchangeAuthError, ExchangeError, ServiceUnavailable
+from engine.exchange.adapter import bar_from_row
 from engine.exchange.download import timeframe_ms
 from engine.parsing import ccxt_symbol, normalize_symbol
 from engine.types import Bar
@@ -64,8 +65,6 @@ __all__ = ["ExchangeFeed", "Interrupted", "StopAwareSleep"]
 
 _SECRET_FIELDS = ("apiKey", "secret", "password", "uid", "privateKey", "walletAddress",
                   "token", "login", "twofa")
-_MIN_TS_MS = 1_230_768_000_000  # 2009-01-01
-_MAX_TS_MS = 10**14
 
 
 class Interrupted(ServiceUnavailable):
@@ -82,32 +81,6 @@ class StopAwareSleep:
     def __call__(self, seconds: float) -> None:
         if self.stop.wait(max(0.0, seconds)):
             raise Interrupted("stopping: exchange retry abandoned")
-
-
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _to_bar(row: Any) -> Bar | None:
-    """A validated Bar from a ccxt OHLCV row, or None."""
-    if not isinstance(row, list | tuple) or len(row) < 6:
-        return None
-    ts = row[0]
-    if isinstance(ts, float) and ts.is_integer():
-        ts = int(ts)
-    if type(ts) is not int or not _MIN_TS_MS <= ts < _MAX_TS_MS:
-        return None
-    o, h, lo, c, v = (_finite(x) for x in row[1:6])
-    if (o is None or h is None or lo is None or c is None or v is None or min(o, h, lo, c) <= 0
-            or v < 0 or h < lo):
-        return None
-    return Bar(ts, o, h, lo, c, v)
 
 
 class ExchangeFeed:
@@ -534,7 +507,7 @@ class ExchangeFeed:
                     if resumed:
                         self._event("up")
                 for row in rows or ():
-                    bar = _to_bar(row)
+                    bar = bar_from_row(row)
                     if bar is not None:
                         held[bar.ts] = bar
                 self._release(held)
