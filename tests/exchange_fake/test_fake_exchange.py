@@ -519,7 +519,7 @@ def test_imports_stay_light() -> None:
 
 def test_main_serves_until_interrupted() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen([sys.executable, "-m", "engine.testing.fake_exchange",
+    with subprocess.Popen([sys.executable, "-m", "supreme_cli.fake_exchange_server",
                            "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:
         try:
