@@ -98,3 +98,20 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "TRADING_MODE", "SYMBOL_FOCUS", "INTERVAL_SECONDS", "EXCHANGE_SANDBOX"):
         monkeypatch.delenv(var, raising=False)
     return d
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test talks to 127.0.0.1 only; a configured proxy must never see that traffic."""
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def fx() -> Iterator[object]:
+    """The packaged fake Binance exchange with 3,000 generated 1m candles, static REST
+    state (no automatic replay). Tests that need another set-up define their own `fx`."""
+    from engine.testing import FakeExchange
+
+    with FakeExchange(ws_interval_s=None) as server:
+        yield server

@@ -6,7 +6,6 @@ The fake serves 3,000 generated 1m candles from 2024-01-01 00:00 UTC.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ JAN1 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 MIN = 60_000
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def fx() -> Iterator[FakeExchange]:
-    with FakeExchange(ws_interval_s=None) as server:
-        yield server
 
 
 def download(fx: FakeExchange, *args: str) -> tuple[int, str, str]:

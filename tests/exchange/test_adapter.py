@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +43,6 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def fx() -> Iterator[FakeExchange]:
-    with FakeExchange(ws_interval_s=None) as server:
-        yield server
 
 
 def make(fx: FakeExchange, *, timeout_s: float = 2.0, attempts: int = 4,

@@ -55,10 +55,6 @@ def _isolated(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture
-def fx() -> Iterator[FakeExchange]:
-    with FakeExchange(ws_interval_s=None) as server:
-        yield server
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[Result, float]:

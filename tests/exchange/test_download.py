@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,6 @@ KLINES = "/api/v3/klines"
 MIN = 60_000
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def fx() -> Iterator[FakeExchange]:
-    with FakeExchange(ws_interval_s=None) as server:  # 3,000 generated 1m candles
-        yield server
 
 
 def adapter_for(fx: FakeExchange, attempts: int = 3) -> ExchangeAdapter:

@@ -30,11 +30,6 @@ SYMBOL = "ETH-USDT"
 MIN = 60_000
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-
 
 def factory(fx: FakeExchange, stop: threading.Event | None = None) -> Callable[[], Any]:
     """Adapters that fail fast: one attempt per call, a breaker that never opens."""

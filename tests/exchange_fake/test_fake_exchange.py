@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from decimal import ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,6 @@ SYMBOL = "ETH/USDT"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def fx() -> Iterator[FakeExchange]:
-    """Generated 1m candles, no automatic replay (REST state is static)."""
-    with FakeExchange(ws_interval_s=None) as server:
-        yield server
 
 
 def sync_ex(fx: FakeExchange, **extra: Any) -> Any:
