@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.broker.paper import BUY, SELL, ClosedTrade, Fill, PendingOrder
+from engine.broker.paper import BUY, SELL, ClosedTrade, Fill, PendingOrder, PositionBook
 from engine.config import BrokerParams
 from engine.errors import ExchangeAuthError, ExchangeError, ServiceUnavailable
 from engine.parsing import ccxt_symbol, normalize_symbol
@@ -108,35 +108,26 @@ def client_id(order_id: str) -> str:
     return "s" + hashlib.sha256(order_id.encode()).hexdigest()[:31]
 
 
-class LiveBroker:
+class LiveBroker(PositionBook):
     """Market orders through an adapter; see the module docstring."""
+
+    # Instances keep a __dict__ for the live-only state below; PositionBook holds the rest.
 
     def __init__(self, adapter: _Adapter, symbol: str, params: BrokerParams | None = None,
                  *, warn: Callable[[str], None] | None = None,
                  before_send: Callable[[str, str, float, float, str], None] | None = None,
                  run_id: str = "", min_notional: float | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        p = params or BrokerParams()
+        super().__init__(params, cash=0.0)
         self._adapter = adapter
         self.symbol = normalize_symbol(symbol)
         self.base, self.quote = self.symbol.split("-", 1)
-        self._fee = p.fee_bps / 10_000.0
-        self._slip = p.slippage_bps / 10_000.0
         self._warn = warn or (lambda message: None)
         self._before_send = before_send
         self._run_prefix = run_id[:12] or "live"
         self._clock = clock
         self.min_notional = DEFAULT_MIN_NOTIONAL if min_notional is None else min_notional
-        self.cash = 0.0
-        self.qty = 0.0
-        self.entry_price = 0.0
-        self.entry_ts_ms = 0
-        self.entry_fee = 0.0
-        self.entry_order_id = ""
-        self.stop_price = 0.0
-        self.take_profit = 0.0
-        self.fees_paid = 0.0
-        self.pending: PendingOrder | None = None  # orders go out at once: never pending
+        # self.pending stays None: live orders go out at once.
         self.open_orders: dict[str, dict[str, Any]] = {}
         self.locked_quote = 0.0
         self.last_price = 0.0
@@ -147,9 +138,6 @@ class LiveBroker:
 
     # --- the paper broker's interface ----------------------------------------------
 
-    def equity(self, price: float) -> float:
-        return self.cash + self.qty * price
-
     def affordable_qty(self, price: float) -> float:
         """The most the free quote balance buys at `price`, with slippage and fee margins."""
         free = max(0.0, self.cash - self.locked_quote)
@@ -158,13 +146,7 @@ class LiveBroker:
     def restore(self, qty: float, entry_price: float, entry_ts_ms: int, stop_price: float,
                 take_profit: float, order_id: str) -> None:
         """Set the position bookkeeping (no request). `reconcile` is what a start uses."""
-        self.qty = qty
-        self.entry_price = entry_price
-        self.entry_ts_ms = entry_ts_ms
-        self.stop_price = stop_price
-        self.take_profit = take_profit
-        self.entry_order_id = order_id
-        self.entry_fee = 0.0
+        self.set_position(qty, entry_price, entry_ts_ms, stop_price, take_profit, order_id)
 
     def submit(self, order: PendingOrder) -> None:
         """Send `order` as a market order now; its fill or rejection waits in
@@ -356,13 +338,8 @@ class LiveBroker:
         return Fill(order_id, side, got, price, fee, when, reason)
 
     def _open(self, fill: Fill, stop_price: float, take_profit: float) -> None:
-        self.qty += fill.qty
-        self.entry_price = fill.price
-        self.entry_ts_ms = fill.ts_ms
-        self.entry_fee = fill.fee
-        self.entry_order_id = fill.order_id
-        self.stop_price = stop_price
-        self.take_profit = take_profit
+        self.set_position(self.qty + fill.qty, fill.price, fill.ts_ms, stop_price, take_profit,
+                          fill.order_id, fill.fee)
 
     def _sell(self, order_id: str, reason: str, ts: int) -> None:
         qty = self.qty

@@ -50,27 +50,41 @@ class PendingOrder:
     take_profit: float = 0.0
 
 
-class PaperBroker:
+class PositionBook:
+    """The account and open-position bookkeeping both brokers keep, and how they value it."""
+
     __slots__ = ("_fee", "_slip", "cash", "entry_fee", "entry_order_id", "entry_price",
                  "entry_ts_ms", "fees_paid", "pending", "qty", "stop_price", "take_profit")
 
-    def __init__(self, params: BrokerParams | None = None, cash: float = 10_000.0):
+    def __init__(self, params: BrokerParams | None = None, cash: float = 0.0):
         p = params or BrokerParams()
         self._fee = p.fee_bps / 10_000.0
         self._slip = p.slippage_bps / 10_000.0
         self.cash = cash
         self.qty = 0.0
-        self.entry_price = 0.0
-        self.entry_ts_ms = 0
-        self.entry_fee = 0.0
-        self.entry_order_id = ""
-        self.stop_price = 0.0
-        self.take_profit = 0.0
         self.fees_paid = 0.0
         self.pending: PendingOrder | None = None
+        self.set_position(0.0, 0.0, 0, 0.0, 0.0, "")
 
     def equity(self, price: float) -> float:
         return self.cash + self.qty * price
+
+    def set_position(self, qty: float, entry_price: float, entry_ts_ms: int, stop_price: float,
+                     take_profit: float, order_id: str, entry_fee: float = 0.0) -> None:
+        self.qty = qty
+        self.entry_price = entry_price
+        self.entry_ts_ms = entry_ts_ms
+        self.stop_price = stop_price
+        self.take_profit = take_profit
+        self.entry_order_id = order_id
+        self.entry_fee = entry_fee
+
+
+class PaperBroker(PositionBook):
+    __slots__ = ()
+
+    def __init__(self, params: BrokerParams | None = None, cash: float = 10_000.0):
+        super().__init__(params, cash)
 
     def affordable_qty(self, price: float) -> float:
         """The most that cash buys at `price` after slippage and fee."""
@@ -83,13 +97,7 @@ class PaperBroker:
                 take_profit: float, order_id: str) -> None:
         """Re-open a position loaded from the store after a restart."""
         self.cash -= qty * entry_price
-        self.qty = qty
-        self.entry_price = entry_price
-        self.entry_ts_ms = entry_ts_ms
-        self.stop_price = stop_price
-        self.take_profit = take_profit
-        self.entry_order_id = order_id
-        self.entry_fee = 0.0
+        self.set_position(qty, entry_price, entry_ts_ms, stop_price, take_profit, order_id)
 
     def on_bar(self, ts_ms: int, open_: float, high: float, low: float
                ) -> tuple[Fill | None, ClosedTrade | None, Fill | None, ClosedTrade | None]:
@@ -134,13 +142,8 @@ class PaperBroker:
         fee = qty * price * self._fee
         self.cash -= qty * price + fee
         self.fees_paid += fee
-        self.qty = qty
-        self.entry_price = price
-        self.entry_ts_ms = ts_ms
-        self.entry_fee = fee
-        self.entry_order_id = order.order_id
-        self.stop_price = order.stop_price
-        self.take_profit = order.take_profit
+        self.set_position(qty, price, ts_ms, order.stop_price, order.take_profit,
+                          order.order_id, fee)
         return Fill(order.order_id, BUY, qty, price, fee, ts_ms, order.reason), None
 
     def _exit(self, order_id: str, ts_ms: int, price: float, reason: str
