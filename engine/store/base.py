@@ -164,6 +164,10 @@ class Store(ABC):
         """A new Store on the same database with its own connection (not migrated again)."""
 
     @abstractmethod
+    def bounded_clone(self, timeout_s: float) -> Store:
+        """A clone whose every call gives up after about `timeout_s` (the cache's L3)."""
+
+    @abstractmethod
     def _transaction(self, write: bool) -> AbstractContextManager[Tx]: ...
 
     @abstractmethod
@@ -177,6 +181,10 @@ class Store(ABC):
 
     @abstractmethod
     def _close(self) -> None: ...
+
+    @abstractmethod
+    def _single(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read statement outside an explicit transaction (its own snapshot)."""
 
     def _after_error(self, exc: BaseException) -> None:  # noqa: B027 (optional hook)
         """Hook for dropping a connection the error left unusable."""
@@ -193,6 +201,19 @@ class Store(ABC):
             try:
                 with self._transaction(write) as tx:
                     yield tx
+            except self._db_errors as exc:
+                self._after_error(exc)
+                raise StoreError(
+                    f"{what} failed on {self.url_redacted}: {self._describe(exc)}") from exc
+
+    def _fetch(self, what: str, sql: str, params: Sequence[Any] = ()
+               ) -> list[tuple[Any, ...]]:
+        """One read statement without BEGIN/COMMIT: the cache's hot read (package-internal)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{what}: the store is closed")
+            try:
+                return self._single(sql, params)
             except self._db_errors as exc:
                 self._after_error(exc)
                 raise StoreError(

@@ -243,5 +243,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX orders_open_idx ON orders (symbol, status)",
         "CREATE INDEX trades_run_idx ON trades (run_id, exit_ts_ms)",
     )),
+    # The L3 cache tier and the neuromorphic layer's learned weights. Not part of TABLES:
+    # backups carry the trading record, and a cache is rebuilt from it and the exchange.
+    Migration(3, "cache tier and learned associations", (
+        {"sqlite": """CREATE TABLE cache_entries (
+            namespace TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value BLOB NOT NULL,
+            expires_at_ms BIGINT,
+            updated_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (namespace, key))""",
+         "postgresql": """CREATE TABLE cache_entries (
+            namespace TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value BYTEA NOT NULL,
+            expires_at_ms BIGINT,
+            updated_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (namespace, key))"""},
+        "CREATE INDEX cache_entries_expiry_idx ON cache_entries (namespace, expires_at_ms)",
+        """CREATE TABLE cache_associations (
+            namespace TEXT NOT NULL,
+            src TEXT NOT NULL,
+            dst TEXT NOT NULL,
+            weight DOUBLE PRECISION NOT NULL,
+            updated_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (namespace, src, dst))""",
+    )),
 )
+CACHE_TABLES: tuple[str, ...] = ("cache_entries", "cache_associations")
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -77,6 +77,9 @@ class SqliteStore(Store):
     def clone(self) -> SqliteStore:
         return SqliteStore(self.path, busy_timeout_ms=self._busy_timeout_ms)
 
+    def bounded_clone(self, timeout_s: float) -> SqliteStore:
+        return SqliteStore(self.path, busy_timeout_ms=max(1, int(timeout_s * 1000)))
+
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Tx]:
         conn = self._conn
@@ -89,6 +92,9 @@ class SqliteStore(Store):
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
+
+    def _single(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
 
     def _lock_schema(self, tx: Tx) -> None:
         pass  # BEGIN IMMEDIATE already holds the database's single write lock
