@@ -133,7 +133,7 @@ KEYS: dict[str, Key] = {
         Key("postgres_url", _optional(_text), None, "PostgreSQL store URL", env="POSTGRES_URL",
             secret=True),
         Key("redis_url", _optional(_text), None,
-            "Redis URL for the L2 cache tier (the cache tiers are not in this build yet)",
+            "Redis URL of the L2 cache tier; unset means no L2 (L1 and the store's L3 only)",
             env="REDIS_URL", secret=True),
         Key("data_dir", _optional(_text), None, "where the store, data and reports live"),
         Key("starting_equity", _number(1, 1e12), 10_000.0, "paper account size in quote currency"),
@@ -170,12 +170,35 @@ KEYS: dict[str, Key] = {
             "halt entries for the UTC day after losing this fraction"),
         Key("risk.max_drawdown", _number(0, 1), 0.10,
             "drawdown from peak equity that trips the breaker and halts entries"),
+        Key("cache.enabled", _bool, True,
+            "run the engine with the tiered cache (L1, L2 when REDIS_URL is set, L3 store)"),
+        Key("cache.env", _text, "local",
+            "cache namespace: keys live under supreme:<env>: in Redis and the store"),
+        Key("cache.l1_capacity", _number(1, 10**7, integer=True), 10_000,
+            "entries held in process (L1)"),
+        Key("cache.l2_max_entries", _number(1, 10**9, integer=True), 100_000,
+            "entries kept in Redis (L2); the oldest writes are evicted past this"),
+        Key("cache.redis_timeout", _number(0.001, 60), 0.25,
+            "seconds before a Redis call gives up (connect and socket)"),
+        Key("cache.l3_timeout", _number(0.01, 60), 1.0,
+            "seconds before a cache read from the store gives up"),
+        Key("cache.breaker_threshold", _number(1, 1000, integer=True), 3,
+            "consecutive failures that open a tier's circuit breaker"),
+        Key("cache.breaker_reset", _number(0.01, 3600), 5.0,
+            "seconds an open breaker waits before probing its tier again"),
+        Key("cache.require_redis", _bool, False,
+            "exit instead of starting degraded when REDIS_URL is set but Redis is down"),
+        Key("cache.prefetch", _bool, True, "neuromorphic prefetching of learned co-accesses"),
+        Key("cache.learning_rate", _number(0.0001, 1), 0.15,
+            "Hebbian learning rate of the neuromorphic layer"),
+        Key("cache.decay_rate", _number(0, 1), 0.005,
+            "exponential decay of learned associations"),
         Key("broker.fee_bps", _number(0, 1000), 10.0, "taker fee per fill in bps"),
         Key("broker.slippage_bps", _number(0, 1000), 1.0, "adverse slippage per fill in bps"),
     ]
 }
 
-SECTIONS = ("exchange", "strategy", "risk", "broker")
+SECTIONS = ("exchange", "strategy", "risk", "broker", "cache")
 
 
 @dataclass(frozen=True)
@@ -197,7 +220,28 @@ class Resolved:
         return {k: redact(k, v) for k, v in self.values.items()}
 
     def secrets(self) -> list[str]:
-        return [str(v) for k, v in self.values.items() if KEYS[k].secret and v]
+        """Values to scrub from any output. For a service URL only its password is secret:
+        scrubbing the whole URL would hide the host an operator needs to see."""
+        out = []
+        for k, v in self.values.items():
+            if not (KEYS[k].secret and v):
+                continue
+            text = str(v)
+            if "://" in text:
+                from urllib.parse import unquote, urlsplit
+
+                try:
+                    parts = urlsplit(text)
+                    # a user with no password is a bare token (redis://TOKEN@host)
+                    secret = parts.password or parts.username
+                except ValueError:
+                    out.append(text)
+                    continue
+                if secret:
+                    out.extend({secret, unquote(secret)})
+                continue
+            out.append(text)
+        return out
 
     @property
     def data_dir(self) -> Path:

@@ -54,11 +54,14 @@ from engine.sysinfo import peak_rss_mib, rss_mib
 from engine.types import Bar
 
 if TYPE_CHECKING:
+    from engine.cache import CacheSettings, TieredCache
+    from engine.cache.market import MarketCache
     from engine.exchange.adapter import ExchangeSpec
 
 Broker = PaperBroker | LiveBroker
 
 PROGRESS_EVERY_S = 0.25
+STATE_EVERY_BARS = 1_000  # indicator snapshots published to the cache
 MIN_ORDER_NOTIONAL = 5.0  # quote currency; Binance's smallest ETH-USDT notional is 5 USDT
 
 
@@ -129,6 +132,9 @@ class RunSpec:
     timeframe: str = "1m"
     stream: bool = False
     live_confirmed: bool = False
+    cache: CacheSettings | None = None  # None: run without the tiered cache
+    require_redis: bool = False
+    record_cache_trace: bool = False
 
 
 def jittered_interval(interval_s: float, rng: random.Random) -> float:
@@ -210,6 +216,9 @@ class Run:
         self._idle_state: tuple[int, Bar] | None = None
         self._next_idle_progress = 0.0
         self._wall0 = 0.0
+        self.cache: TieredCache | None = None
+        self._market: MarketCache | None = None
+        self.cache_trace: list[str] = []
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -241,16 +250,57 @@ class Run:
                 config=json.loads(json.dumps(spec.config, default=str))))
             # Small batches keep the queue (and so the heap) under a megabyte at full speed.
             writer = StoreWriter(store.clone, max_batch=2000)
+            self.cache = self._open_cache(store)
             try:
                 summary = self._loop(feed, symbol, feed_info, store.url_redacted, store, writer)
+                if self.cache is not None:
+                    summary["cache"] = self._close_cache()
             except BaseException:
                 writer.close()
+                if self.cache is not None:
+                    self.cache.close(timeout=2.0)
                 store.finish_run(self.run_id, "failed", int(time.time() * 1000), None)
                 raise
             store.finish_run(self.run_id, summary["status"], int(time.time() * 1000), summary)
             return summary
         finally:
             store.close()
+
+    def _open_cache(self, store: Any) -> TieredCache | None:
+        if self.spec.cache is None:
+            return None
+        from engine.cache import open_cache
+
+        cache = open_cache(self.spec.cache, store, require_redis=self.spec.require_redis,
+                           warn=self.observer.on_warning)
+        if self.spec.record_cache_trace:
+            cache.trace = self.cache_trace
+        return cache
+
+    def _close_cache(self) -> dict[str, Any]:
+        cache = self.cache
+        assert cache is not None
+        flushed = cache.flush(timeout=10.0)
+        saved = cache.save_learning()
+        stats = cache.stats()
+        cache.close(timeout=2.0)
+        stats["flushed"] = flushed
+        stats["learning_saved"] = saved
+        return stats
+
+    def _market_cache(self, feed: Any, symbol: str) -> MarketCache | None:
+        if self.cache is None:
+            return None
+        from engine.cache.market import MarketCache
+
+        spec = self.spec
+        if spec.feed != "exchange":
+            return MarketCache(self.cache, symbol, "paper", spec.mode)
+        adapter_of = functools.partial(getattr, feed, "adapter")
+        venue = spec.exchange.exchange_id if spec.exchange is not None else "exchange"
+        return MarketCache(self.cache, symbol, venue, spec.mode, spec.timeframe, candles=True,
+                           market_loader=lambda: adapter_of().market_info(symbol),
+                           book_loader=lambda: adapter_of().fetch_order_book(symbol))
 
     def _loop(self, feed: Any, symbol: str, feed_info: dict[str, Any], store_url: str,
               store: Any, writer: StoreWriter) -> dict[str, Any]:
@@ -292,6 +342,12 @@ class Run:
         counters = {"signals": 0, "filtered": 0, "orders": 0, "rejected": 0, "trades": 0,
                     "wins": 0, "gross_profit": 0.0, "gross_loss": 0.0}
         reasons: dict[str, int] = {}
+        market = self._market_cache(feed, symbol)
+        on_bar = market.on_bar if market is not None else None
+        restore_state = market.load_state() if market is not None and spec.resume else None
+        if market is not None:
+            market.market()  # the venue's limits, before the first order needs them
+        self._market = market
         if exchange_feed:
             feed.should_stop = functools.partial(self._should_stop, deadline)
             feed.on_idle = functools.partial(self._idle_progress, strat, broker, risk, hist,
@@ -314,6 +370,11 @@ class Run:
             if exchange_feed:
                 t0 = perf_ns()  # the wait for a live candle is pacing, not processing
             ts, open_, high, low, close, _volume = bar
+            if on_bar is not None:
+                on_bar(bar)
+                if restore_state is not None:
+                    self._restore(strat, restore_state, ts)
+                    restore_state = None
             durable = False
             closed = exit_trade = None
             if broker.pending is not None or broker.qty > 0.0 or live:
@@ -350,6 +411,8 @@ class Run:
                                         drawdown))
             last_bar = bar
             hist.record(perf_ns() - t0)
+            if market is not None and not bars % STATE_EVERY_BARS:
+                market.save_state(strat.snapshot(ts))
             if writer.backlogged:
                 w0 = perf_ns()
                 writer.wait_for_room()
@@ -402,6 +465,8 @@ class Run:
             if fill is not None:
                 self._record_fills(writer, symbol, (fill,), (closed,), counters, strat, broker)
                 self._notify_trades(observer, closed, None)
+        if market is not None and last_bar is not None:
+            market.save_state(strat.snapshot(last_bar.ts))
         w0 = perf_ns()
         writer.close()
         commit_wait_ns += perf_ns() - w0
@@ -523,6 +588,14 @@ class Run:
                 self.observer.on_progress(self._snapshot(bars, bar, strat, broker, risk, hist,
                                                          counters, wall0))
 
+    def _restore(self, strat: st.ScalpStrategy, state: dict[str, Any], ts: int) -> None:
+        """Adopt the cached indicator state when it ends right before this bar."""
+        from engine.exchange.download import timeframe_ms
+
+        gap = ts - int(state.get("ts", 0))
+        if 0 < gap <= 2 * timeframe_ms(self.spec.timeframe) and strat.restore(state):
+            self.observer.on_warning("indicators restored from the cached state snapshot")
+
     def _resume(self, store: Any, symbol: str, broker: Broker,
                 strat: st.ScalpStrategy) -> None:
         pos = store.load_position(symbol, self.spec.mode)
@@ -546,7 +619,10 @@ class Run:
         equity = broker.cash + broker.qty * close
         reject = risk.entry_blocked(equity)
         qty = min(strat.entry_qty, broker.affordable_qty(close))
-        if reject is None and qty * close < MIN_ORDER_NOTIONAL:
+        min_notional = MIN_ORDER_NOTIONAL
+        if self._market is not None:
+            min_notional = float(self._market.market().get("min_notional") or min_notional)
+        if reject is None and qty * close < min_notional:
             reject = REJECT_ZERO_SIZE
         if reject is not None:
             counters["rejected"] += 1

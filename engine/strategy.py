@@ -19,7 +19,9 @@ than a call per indicator; tests hold it equal to those classes and to the batch
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from typing import Any
 
 from engine.config import RiskParams, StrategyParams
 
@@ -232,6 +234,31 @@ class ScalpStrategy:
             slow += a_slow * (x - slow)
             values.append(fast - slow)
         return values
+
+    _STATE = ("ema_fast", "ema_slow", "signal", "hist", "avg_gain", "avg_loss",
+              "prev_close", "var", "cooldown_left", "ready")
+
+    def snapshot(self, ts_ms: int) -> dict[str, Any]:
+        """The indicator state as plain data, with the parameters it belongs to."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._STATE}
+        state["buf"] = list(self._buf)
+        state["ts"] = ts_ms
+        state["params"] = dataclasses.astuple(self._p)
+        return state
+
+    def restore(self, state: dict[str, Any]) -> bool:
+        """Adopt a snapshot taken with the same parameters; False (and no change) otherwise."""
+        if tuple(state.get("params", ())) != dataclasses.astuple(self._p):
+            return False
+        try:
+            values = {name: state[name] for name in self._STATE}
+            buf = [float(x) for x in state["buf"]]
+        except (KeyError, TypeError, ValueError):
+            return False
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._buf = buf
+        return True
 
     def warm_up_bars(self) -> int:
         p = self._p

@@ -447,6 +447,21 @@ class ExchangeAdapter:
         self.load_markets()
         return market in (self._ex.markets or {})
 
+    def market_info(self, symbol: str) -> dict[str, Any]:
+        """The market's trading limits the engine sizes orders by (cached by the engine)."""
+        ours, market = self._symbol(symbol)
+        self.load_markets()
+        m = (self._ex.markets or {}).get(market)
+        if not isinstance(m, dict):
+            raise ExchangeError(f"{self.spec.exchange_id} does not list {ours}")
+        limits = m.get("limits") or {}
+        precision = m.get("precision") or {}
+        return {"venue": self.spec.exchange_id, "symbol": ours,
+                "min_notional": _finite((limits.get("cost") or {}).get("min")) or 0.0,
+                "min_amount": _finite((limits.get("amount") or {}).get("min")) or 0.0,
+                "amount_step": _finite(precision.get("amount")),
+                "price_step": _finite(precision.get("price"))}
+
     def server_time_ms(self) -> tuple[int, float]:
         """(the exchange's clock in epoch ms, the round trip in seconds)."""
         rtt = 0.0
