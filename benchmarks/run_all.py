@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_core", "bench_run", "bench_indicators")
+BENCHES = ("bench_core", "bench_run", "bench_indicators", "bench_cache")
 
 
 def machine() -> dict[str, Any]:
@@ -38,7 +38,7 @@ def machine() -> dict[str, Any]:
 
     versions = {}
     for key, dist in (("numpy", "numpy"), ("numba", "numba"), ("talib", "TA-Lib"),
-                      ("talipp", "talipp")):
+                      ("talipp", "talipp"), ("redis", "redis"), ("cachetools", "cachetools")):
         try:
             versions[key] = version(dist)
         except PackageNotFoundError:
@@ -83,6 +83,8 @@ TITLES = {
     "bench_core": "Core tick: indicators, decision and size, one value at a time",
     "bench_run": "`supreme run`: full tick, replay throughput, memory, start-up",
     "bench_indicators": "Batch and streaming indicators against TA-Lib and talipp",
+    "bench_cache": "Cache tiers against redis-py, sqlite3 and psycopg; LRU, LFU and "
+                   "neuromorphic on three traces",
 }
 
 
@@ -95,7 +97,8 @@ def render(info: dict[str, Any], sections: list[tuple[str, str]], results: dict[
         f"Measured {info['date']} by `make bench` (`benchmarks/run_all.py`"
         f"{' --quick' if quick else ''}) on {info['cpu']}, {info['cores']} cores, "
         f"{info['memory_gib']} GiB, Python {info['python']}, numpy {v['numpy']}, "
-        f"numba {v['numba']}, TA-Lib {v['talib']}, talipp {v['talipp']}.",
+        f"numba {v['numba']}, TA-Lib {v['talib']}, talipp {v['talipp']}, redis-py "
+        f"{v['redis']}, cachetools {v['cachetools']}.",
         "",
         "The machine is a shared VM: timings move by 20-50 % between runs, so every figure",
         "is a median over repeats and comparisons are ratios measured side by side in one",

@@ -22,7 +22,7 @@ class ExitCode(IntEnum):
     STORE = 4  # the store cannot be opened, migrated, written, backed up or restored
     UNAVAILABLE = 5  # a required service (PostgreSQL, Redis, an exchange) is unreachable
     EXCHANGE = 6  # the exchange refused a request: bad keys, unknown symbol, rejected order
-    DEGRADED = 7  # a check found some endpoints or exchanges failing (supreme connectivity)
+    DEGRADED = 7  # some endpoints, exchanges or cache tiers failing (connectivity, cache stats)
     DOWN = 8  # a check reached nothing at all (supreme connectivity)
     INTERRUPTED = 130  # a second Ctrl-C: stopped without the orderly finish
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +82,24 @@ class Output:
 
     def error(self, message: str) -> None:
         self.err.print("[red]error:[/] " + _escape(self.scrub(message)))
+
+    @contextmanager
+    def progress(self, title: str) -> Iterator[Callable[[str, int, int], None]]:
+        """A progress bar on stderr when it is a terminal; yields `advance(label, done,
+        total)`. Off a terminal (cron, pipes, tests) it draws nothing."""
+        if not self.err.is_terminal:
+            yield lambda label, done, total: None
+            return
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                      console=self.err, transient=True) as bar:
+            task = bar.add_task(title, total=None)
+
+            def advance(label: str, done: int, total: int) -> None:
+                bar.update(task, description=f"{title}: {label}", completed=done, total=total)
+
+            yield advance
 
 
 def _escape(text: str) -> str:

@@ -74,6 +74,27 @@ def summary_table(s: dict[str, Any]) -> Table:
     ]
     if s.get("breaker_tripped"):
         rows.append(("drawdown breaker", "tripped: entries halted"))
+    if s.get("cache"):
+        rows.append(("cache hit rate L1 / L2 / L3", cache_rates(s["cache"])))
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{value * 100:.1f} %"
+
+
+def cache_rates(cache: dict[str, Any]) -> str:
+    """'99.1 % / off / 50.0 %', with a tier's status when it is not ok."""
+    parts = []
+    for name in ("l1", "l2", "l3"):
+        tier = cache["tiers"][name]
+        if tier.get("status") == "off":
+            parts.append("off")
+            continue
+        text = _pct(tier.get("hit_rate"))
+        if tier.get("status") != "ok":
+            text += f" ({tier['status']})"
+        parts.append(text)
+    return " / ".join(parts)

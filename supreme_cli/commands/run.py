@@ -143,6 +143,12 @@ def run(
         "--endpoint", metavar="URL",
         help="Send the exchange's REST and websocket traffic to this base URL (a mirror or "
              "a test server such as the fake exchange; Binance API layout).")] = None,
+    cache: Annotated[bool | None, typer.Option(
+        "--cache/--no-cache",
+        help="Use the tiered cache: L1, L2 when REDIS_URL is set, L3 in the store.")] = None,
+    require_redis: Annotated[bool | None, typer.Option(
+        "--require-redis", help="Exit 5 instead of starting degraded when Redis is down.")]
+    = None,
     db: DbOpt = None,
     live: Annotated[bool, typer.Option(help="Show the live view on a terminal.")] = True,
     profile: ProfileOpt = None,
@@ -150,6 +156,7 @@ def run(
     verbose: VerboseOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
+    from engine.cache import cache_settings
     from engine.config import EngineParams
     from engine.pipeline import Run, RunSpec, check_live
 
@@ -159,7 +166,8 @@ def run(
     flags = {"symbol": symbol, "feed": feed, "data_file": str(data) if data else None,
              "mode": mode, "duration": duration, "bars": bars, "speed": speed, "seed": seed,
              "replay_policy": policy, "db": db, "exchange.id": exchange,
-             "timeframe": timeframe, "stream": stream}
+             "timeframe": timeframe, "stream": stream, "cache.enabled": cache,
+             "cache.require_redis": require_redis}
     resolved = resolve_for(g, out, flags)
     feed_name, mode_name = resolved["feed"], resolved["mode"]
     exchange_spec = _exchange_spec(resolved, endpoint) if feed_name == "exchange" else None
@@ -185,7 +193,9 @@ def run(
         params=EngineParams.from_resolved(resolved), store_url=resolved.store_url,
         data_dir=resolved.data_dir, resume=feed_name == "exchange",
         config=resolved.redacted(), exchange=exchange_spec, timeframe=resolved["timeframe"],
-        stream=resolved["stream"], live_confirmed=confirm_live)
+        stream=resolved["stream"], live_confirmed=confirm_live,
+        cache=cache_settings(resolved) if resolved["cache.enabled"] else None,
+        require_redis=resolved["cache.require_redis"])
     check_live(spec)  # before any connection: no keys or no --confirm-live → exit 2
     observer = CliObserver(out, live=live and out.err.is_terminal)
     engine_run = Run(spec, observer)
