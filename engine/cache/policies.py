@@ -110,8 +110,7 @@ class NeuromorphicPolicy(ReplayPolicy):
         else:
             self.misses += 1
             manager.put(key, True)
-        manager.learn_access_pattern(key)
-        for candidate in manager.predict_prefetch_candidates(key):
+        for candidate in manager.observe(key):
             if not manager.contains(candidate):
                 manager.put(candidate, True, prefetched=True)
                 self.prefetches += 1

@@ -234,8 +234,7 @@ class TieredCache:
 
     def _learn_and_prefetch(self, key: str) -> None:
         l1 = self.l1
-        l1.learn_access_pattern(key)
-        wanted = [k for k in l1.predict_prefetch_candidates(key) if not l1.contains(k)]
+        wanted = [k for k in l1.observe(key) if not l1.contains(k)]
         if not wanted or (self.l2 is None and self.l3 is None):
             return
         self._bg.request_prefetch(wanted)
