@@ -90,8 +90,24 @@ class TieredCache:
     # --- reads ------------------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
-        found = self.get_many((key,))
-        return found.get(key, default)
+        if self.trace is not None:
+            self.trace.append(key)
+        self.counters["gets"] += 1
+        self._l1_tick += 1
+        if self._l1_tick % L1_LATENCY_SAMPLE:
+            value = self.l1.get(key, _MISSING)
+        else:
+            t0 = time.perf_counter_ns()
+            value = self.l1.get(key, _MISSING)
+            self.l1_stats.latency.record(time.perf_counter_ns() - t0)
+        if value is _MISSING:
+            self.l1_stats.misses += 1
+            value = self._read_through([key]).get(key, default)
+        else:
+            self.l1_stats.hits += 1
+        if self.settings.prefetch:
+            self._learn_and_prefetch(key)
+        return value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
