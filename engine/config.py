@@ -170,6 +170,8 @@ KEYS: dict[str, Key] = {
             "halt entries for the UTC day after losing this fraction"),
         Key("risk.max_drawdown", _number(0, 1), 0.10,
             "drawdown from peak equity that trips the breaker and halts entries"),
+        Key("risk.max_spread_bps", _number(0, 10_000), 10.0,
+            "--feed exchange: no entry while the order book's spread is wider than this"),
         Key("cache.enabled", _bool, True,
             "run the engine with the tiered cache (L1, L2 when REDIS_URL is set, L3 store)"),
         Key("cache.env", _text, "local",
@@ -442,6 +444,7 @@ class RiskParams:
     max_position_fraction: float = KEYS["risk.max_position_fraction"].default
     max_daily_loss: float = KEYS["risk.max_daily_loss"].default
     max_drawdown: float = KEYS["risk.max_drawdown"].default
+    max_spread_bps: float = KEYS["risk.max_spread_bps"].default
 
 
 @dataclass(frozen=True)

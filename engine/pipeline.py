@@ -39,7 +39,7 @@ from engine.broker.paper import BUY, SELL, ClosedTrade, Fill, PaperBroker, Pendi
 from engine.config import EngineParams, StrategyParams
 from engine.errors import ConfigError, StoreError
 from engine.latency import LatencyHistogram
-from engine.risk import REJECT_ZERO_SIZE, RiskManager
+from engine.risk import REJECT_SPREAD, REJECT_ZERO_SIZE, RiskManager
 from engine.store import (
     EquityRecord,
     OrderRecord,
@@ -622,6 +622,10 @@ class Run:
         min_notional = MIN_ORDER_NOTIONAL
         if self._market is not None:
             min_notional = float(self._market.market().get("min_notional") or min_notional)
+        if reject is None and self._market is not None:
+            spread = self._market.spread_bps()
+            if spread is not None and spread > self.spec.params.risk.max_spread_bps:
+                reject = REJECT_SPREAD
         if reject is None and qty * close < min_notional:
             reject = REJECT_ZERO_SIZE
         if reject is not None:

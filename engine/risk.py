@@ -20,6 +20,7 @@ REJECT_BREAKER = "drawdown_breaker"
 REJECT_DAILY_LOSS = "daily_loss_limit"
 REJECT_ZERO_SIZE = "size_below_minimum"
 REJECT_NO_VOLATILITY = "no_volatility_estimate"
+REJECT_SPREAD = "spread_too_wide"
 
 
 class Sizing(NamedTuple):

@@ -8,8 +8,8 @@ The engine re-reads five kinds of data, and only these go through the cache:
   a file or a seed and are cheaper to recompute than to cache), read back on restart.
 - `market:<venue>:<SYM>`: exchange market metadata (minimum notional, steps), read on
   every order; loaded from the exchange once a day, or the paper venue's defaults.
-- `orderbook:<SYM>`: the top of the book (exchange feed only), read before an order when
-  older than two seconds.
+- `orderbook:<SYM>`: the top of the book (exchange feed only), read before an entry to check
+  the spread (`risk.max_spread_bps`), fetched again when older than two seconds.
 - `state:<SYM>:<mode>`: an indicator-state snapshot, published every STATE_EVERY_BARS bars
   and at the end of a run, read at the start of a resumed run.
 """
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.cache.tiered import TieredCache
+from engine.errors import SupremeError
 from engine.types import Bar
 
 TICKER_TTL_S = 300.0
@@ -66,6 +67,19 @@ class MarketCache:
         value = self.cache.get_or_load(self.book_key, self._book_loader,
                                        ttl_s=ORDERBOOK_TTL_S)
         return value if isinstance(value, dict) else None
+
+    def spread_bps(self) -> float | None:
+        """The top of the book's spread in bps of the mid, or None without a usable book
+        (no order books on this feed, or the exchange did not answer: no filter then)."""
+        try:
+            book = self.order_book()
+        except SupremeError:
+            return None
+        if not book or not book.get("bids") or not book.get("asks"):
+            return None
+        bid, ask = float(book["bids"][0][0]), float(book["asks"][0][0])
+        mid = (bid + ask) / 2.0
+        return (ask - bid) / mid * 10_000.0 if mid > 0 else None
 
     def recent_candles(self, timestamps: list[int]) -> dict[int, tuple[float, ...]]:
         found = self.cache.get_many(self._candle_prefix + str(ts) for ts in timestamps)

@@ -130,3 +130,33 @@ def test_an_exchange_run_caches_candles_and_the_markets_limits(tmp_path: Path) -
             assert market["min_notional"] == pytest.approx(min_notional)
     finally:
         store.close()
+
+
+def test_order_book_is_fetched_at_most_every_two_seconds_and_gives_the_spread() -> None:
+    from engine.cache.market import MarketCache
+    from engine.errors import ServiceUnavailable
+
+    calls: list[int] = []
+
+    def book() -> dict[str, Any]:
+        calls.append(1)
+        return {"bids": [[1999.0, 1.0]], "asks": [[2001.0, 2.0]]}
+
+    with open_cache_off() as cache:
+        market = MarketCache(cache, "ETH-USDT", "binance", "paper", book_loader=book)
+        assert market.spread_bps() == pytest.approx(10.0)
+        assert market.spread_bps() == pytest.approx(10.0)
+        assert len(calls) == 1  # the second read came from the cache
+
+        def down() -> dict[str, Any]:
+            raise ServiceUnavailable("exchange down")
+
+        offline = MarketCache(cache, "BTC-USDT", "binance", "paper", book_loader=down)
+        assert offline.spread_bps() is None  # no book, no filter
+        assert MarketCache(cache, "ETH-USDT", "paper", "paper").spread_bps() is None
+
+
+def open_cache_off() -> Any:
+    from engine.cache import TieredCache
+
+    return TieredCache(CacheSettings(env="book"))
