@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("SUPREME_SHARED_DATA", REPO.parent / "shared" / "data"))
 BIN = Path(sys.executable).with_name("supreme")
 
+from engine.cache import CacheSettings  # noqa: E402
 from engine.pipeline import Run, RunSpec  # noqa: E402
 
 
@@ -49,7 +50,8 @@ def full_tick(feed: str, repeats: int, bars: int | None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             spec = RunSpec(symbol=None if feed == "replay" else "ETH-USDT", feed=feed,
                            data_file=str(DATA / "ETH_USDT-1m.json") if feed == "replay"
-                           else None, bars=bars, seed=1, data_dir=Path(tmp))
+                           else None, bars=bars, seed=1, data_dir=Path(tmp),
+                           cache=CacheSettings())  # as `supreme run` runs by default
             runs.append(Run(spec).execute())
     lat = [r["latency_us"] for r in runs]
     return {
@@ -98,8 +100,8 @@ def engine_memory(bars: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        Run(RunSpec(symbol="ETH-USDT", feed="sim", bars=bars, seed=2, data_dir=Path(tmp)),
-            sampler).execute()
+        Run(RunSpec(symbol="ETH-USDT", feed="sim", bars=bars, seed=2, data_dir=Path(tmp),
+                    cache=CacheSettings()), sampler).execute()
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     samples = [(b, m - base) for b, m in sampler.samples]

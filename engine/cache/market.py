@@ -49,12 +49,13 @@ class MarketCache:
         self._market_loader = market_loader or (lambda: dict(PAPER_MARKET))
         self._book_loader = book_loader
         self._publish = cache.publish
+        self._append = cache.publisher()
 
     def on_bar(self, bar: Bar) -> None:
-        """Per bar, on the tick path: two deque appends at most."""
-        self._publish(self.ticker_key, bar, TICKER_TTL_S)  # ts, open, high, low, close, volume
+        """Per bar, on the tick path: one or two bare deque appends."""
+        self._append((self.ticker_key, bar, TICKER_TTL_S))  # ts, open, high, low, close, volume
         if self._candles:
-            self._publish(self._candle_prefix + str(bar.ts), tuple(bar), CANDLE_TTL_S)
+            self._append((self._candle_prefix + str(bar.ts), bar, CANDLE_TTL_S))
 
     def market(self) -> dict[str, Any]:
         value = self.cache.get_or_load(self.market_key, self._market_loader,

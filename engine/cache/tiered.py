@@ -217,6 +217,13 @@ class TieredCache:
             self.trace.append(key)
         self._bg.publish(key, value, ttl_s)
 
+    def publisher(self) -> Callable[[tuple[str, Any, float | None]], None]:
+        """`publish` as a bare append of (key, value, ttl_s) for the tick path; with a trace
+        being recorded it goes through `publish`, which records the key."""
+        if self.trace is not None:
+            return lambda entry: self.publish(*entry)
+        return self._bg.publisher()
+
     def delete(self, key: str) -> None:
         self.l1.delete(key)
         if self.l2 is not None and self.l2.call(lambda t: t.delete_many([key])) is None:
