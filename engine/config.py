@@ -124,6 +124,8 @@ KEYS: dict[str, Key] = {
             env="INTERVAL_SECONDS"),
         Key("speed", _speed, "max", "pacing of sim/replay: max, realtime or Nx"),
         Key("seed", _number(0, 2**63 - 1, integer=True), 0, "simulator seed"),
+        Key("sim_model", _choice("calibrated", "random_walk"), "calibrated",
+            "simulator: the model fitted on real ETH candles, or a zero-edge random walk"),
         Key("timeframe", _timeframe, "1m", "candle timeframe of --feed exchange"),
         Key("stream", _bool, False,
             "--feed exchange: websocket candles (ccxt.pro) with REST polling as fallback"),

@@ -56,6 +56,7 @@ from engine.types import Bar
 if TYPE_CHECKING:
     from engine.cache import CacheSettings, TieredCache
     from engine.cache.market import MarketCache
+    from engine.config import Resolved
     from engine.exchange.adapter import ExchangeSpec
 
 Broker = PaperBroker | LiveBroker
@@ -115,6 +116,7 @@ class RunSpec:
     feed: str = "sim"
     mode: str = "paper"
     seed: int = 0
+    sim_model: str = "calibrated"
     data_file: str | None = None
     replay_policy: str = "fail"
     bars: int | None = None
@@ -137,6 +139,31 @@ class RunSpec:
     record_cache_trace: bool = False
 
 
+def spec_from_resolved(resolved: Resolved, *, exchange: ExchangeSpec | None = None,
+                       live_confirmed: bool = False) -> RunSpec:
+    """The run a resolved configuration describes (the CLI's `run`, `stats ab`, ...)."""
+    from engine.cache import cache_settings
+    from engine.parsing import parse_speed
+
+    feed_name = resolved["feed"]
+    symbol_set = resolved.sources["symbol"] != "default"
+    return RunSpec(
+        symbol=resolved["symbol"] if symbol_set or feed_name in ("sim", "exchange") else None,
+        feed=feed_name, mode=resolved["mode"], seed=resolved["seed"],
+        sim_model=resolved["sim_model"],
+        data_file=resolved["data_file"], replay_policy=resolved["replay_policy"],
+        bars=resolved["bars"], duration_s=resolved["duration"],
+        speed=parse_speed(resolved["speed"]),
+        interval_s=resolved["interval_seconds"], starting_equity=resolved["starting_equity"],
+        equity_every_bars=resolved["equity_every_bars"],
+        params=EngineParams.from_resolved(resolved), store_url=resolved.store_url,
+        data_dir=resolved.data_dir, resume=feed_name == "exchange",
+        config=resolved.redacted(), exchange=exchange, timeframe=resolved["timeframe"],
+        stream=resolved["stream"], live_confirmed=live_confirmed,
+        cache=cache_settings(resolved) if resolved["cache.enabled"] else None,
+        require_redis=resolved["cache.require_redis"])
+
+
 def jittered_interval(interval_s: float, rng: random.Random) -> float:
     """Uniform within ±1/3 of the interval: 30-60 s for the default 45 s."""
     return rng.uniform(interval_s * 2.0 / 3.0, interval_s * 4.0 / 3.0)
@@ -149,10 +176,11 @@ def open_feed(spec: RunSpec, observer: RunObserver, stop: threading.Event | None
     For `exchange`, ccxt is imported (when the feed first builds its adapter) and `stop`
     makes the adapter's retry back-off end when the run is asked to stop."""
     if spec.feed == "sim":
-        from engine.feeds.sim import SimFeed
+        from engine.feeds.sim import SimFeed, sim_params
 
         symbol = spec.symbol or "ETH-USDT"
-        return SimFeed(symbol=symbol, seed=spec.seed), symbol, {}
+        sim = SimFeed(symbol=symbol, seed=spec.seed, params=sim_params(spec.sim_model))
+        return sim, symbol, {"sim_model": spec.sim_model}
     if spec.feed == "replay":
         from engine.feeds.replay import ReplayFeed, load_series
 

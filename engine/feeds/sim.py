@@ -129,6 +129,20 @@ def truncated_t_var(nu: float, trunc: float) -> float:
     return second / mass * scale2
 
 
+SIM_MODELS = ("calibrated", "random_walk")
+
+
+def sim_params(model: str) -> SimParams:
+    """`calibrated`: the fitted GARCH / Student-t / jump model. `random_walk`: the same
+    Student-t innovations at the long-run volatility, independent (no GARCH, no jumps),
+    zero mean: prices where no strategy has an edge, for calibrating significance tests."""
+    if model == "calibrated":
+        return SimParams()
+    if model == "random_walk":
+        return SimParams(garch_alpha=0.0, garch_beta=0.0, jump_prob=0.0)
+    raise ConfigError(f"unknown sim model {model!r}; available: {', '.join(SIM_MODELS)}")
+
+
 @dataclass(frozen=True, slots=True)
 class SimFeed:
     """Endless deterministic 1m-like candles. Each `iter()` restarts from `seed`.

@@ -360,6 +360,36 @@ class Store(ABC):
             rows = tx.fetchall(_SELECT["equity"] + " WHERE run_id = ? ORDER BY ts_ms", (run_id,))
         return [EquityRecord(*r) for r in rows]
 
+    # --- statistics results -------------------------------------------------------
+
+    def save_stats(self, run_id: str, kind: str, result: Mapping[str, Any]) -> None:
+        """Keep a `supreme stats` result with its run; the same kind again replaces it."""
+        sql = ("INSERT INTO stats_results (run_id, kind, created_at_ms, result_json) "
+               "VALUES (?, ?, ?, ?) ON CONFLICT (run_id, kind) DO UPDATE SET "
+               "created_at_ms = excluded.created_at_ms, result_json = excluded.result_json")
+        with self._tx("save_stats", write=True) as tx:
+            tx.execute(sql, (run_id, kind, now_ms(), to_json(result)))
+
+    def stats_for_run(self, run_id: str) -> dict[str, Any]:
+        """Every stored result of a run, by kind."""
+        with self._tx("stats_for_run") as tx:
+            rows = tx.fetchall("SELECT kind, result_json FROM stats_results WHERE run_id = ? "
+                               "ORDER BY kind", (run_id,))
+        return {kind: _from_json(text) for kind, text in rows}
+
+    def stats_since(self, since_ms: int, until_ms: int | None = None
+                    ) -> list[tuple[str, str, int, dict[str, Any]]]:
+        """(run_id, kind, created_at_ms, result) of results created in [since, until)."""
+        sql = ("SELECT run_id, kind, created_at_ms, result_json FROM stats_results "
+               "WHERE created_at_ms >= ?")
+        params: tuple[Any, ...] = (since_ms,)
+        if until_ms is not None:
+            sql += " AND created_at_ms < ?"
+            params += (until_ms,)
+        with self._tx("stats_since") as tx:
+            rows = tx.fetchall(sql + " ORDER BY created_at_ms, run_id, kind", params)
+        return [(r, k, int(c), _from_json(t)) for r, k, c, t in rows]
+
     def counts(self) -> dict[str, int]:
         sql = "SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {t})" for t in TABLES)
         with self._tx("counts") as tx:

@@ -269,6 +269,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             updated_at_ms BIGINT NOT NULL,
             PRIMARY KEY (namespace, src, dst))""",
     )),
+    # `supreme stats` results, kept with their run so `validate` and `report` read them.
+    Migration(4, "statistics results", (
+        """CREATE TABLE stats_results (
+            run_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            result_json TEXT NOT NULL,
+            PRIMARY KEY (run_id, kind))""",
+        "CREATE INDEX stats_results_created_idx ON stats_results (created_at_ms)",
+    )),
 )
 CACHE_TABLES: tuple[str, ...] = ("cache_entries", "cache_associations")
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from engine.errors import ConfigError
-from engine.parsing import parse_speed
 from supreme_cli.options import (
     ConfigOpt,
     DbOpt,
@@ -126,6 +125,9 @@ def run(
     bars: Annotated[int | None, typer.Option(help="Stop after N bars.")] = None,
     speed: Annotated[str | None, typer.Option(help="max, realtime or Nx (e.g. 60x).")] = None,
     seed: Annotated[int | None, typer.Option(help="Simulator seed.")] = None,
+    sim_model: Annotated[str | None, typer.Option(
+        "--sim-model", help="calibrated (fitted on real ETH candles) or random_walk "
+                            "(zero edge).")] = None,
     policy: Annotated[str | None, typer.Option(
         help="Corrupt replay rows: fail, skip or fill. Gaps are always reported and bridged.")]
     = None,
@@ -156,15 +158,14 @@ def run(
     verbose: VerboseOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    from engine.cache import cache_settings
-    from engine.config import EngineParams
-    from engine.pipeline import Run, RunSpec, check_live
+    from engine.pipeline import Run, check_live, spec_from_resolved
 
     g, out = use_globals(ctx, profile, config, verbose, json_out)
     if bars is not None and bars < 1:
         raise ConfigError("--bars must be at least 1")
     flags = {"symbol": symbol, "feed": feed, "data_file": str(data) if data else None,
              "mode": mode, "duration": duration, "bars": bars, "speed": speed, "seed": seed,
+             "sim_model": sim_model,
              "replay_policy": policy, "db": db, "exchange.id": exchange,
              "timeframe": timeframe, "stream": stream, "cache.enabled": cache,
              "cache.require_redis": require_redis}
@@ -181,21 +182,7 @@ def run(
             and resolved["speed"] != "max":
         out.warn("--speed does not apply to --feed exchange: candles come in real time "
                  "(polled every ~INTERVAL_SECONDS, or streamed)")
-    symbol_set = resolved.sources["symbol"] != "default"
-    spec = RunSpec(
-        symbol=resolved["symbol"] if symbol_set or feed_name in ("sim", "exchange") else None,
-        feed=resolved["feed"], mode=resolved["mode"], seed=resolved["seed"],
-        data_file=resolved["data_file"], replay_policy=resolved["replay_policy"],
-        bars=resolved["bars"], duration_s=resolved["duration"],
-        speed=parse_speed(resolved["speed"]),
-        interval_s=resolved["interval_seconds"], starting_equity=resolved["starting_equity"],
-        equity_every_bars=resolved["equity_every_bars"],
-        params=EngineParams.from_resolved(resolved), store_url=resolved.store_url,
-        data_dir=resolved.data_dir, resume=feed_name == "exchange",
-        config=resolved.redacted(), exchange=exchange_spec, timeframe=resolved["timeframe"],
-        stream=resolved["stream"], live_confirmed=confirm_live,
-        cache=cache_settings(resolved) if resolved["cache.enabled"] else None,
-        require_redis=resolved["cache.require_redis"])
+    spec = spec_from_resolved(resolved, exchange=exchange_spec, live_confirmed=confirm_live)
     check_live(spec)  # before any connection: no keys or no --confirm-live → exit 2
     observer = CliObserver(out, live=live and out.err.is_terminal)
     engine_run = Run(spec, observer)
