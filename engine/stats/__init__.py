@@ -1,0 +1,1 @@
+"""Statistics of runs: metrics, significance tests, walk-forward."""
