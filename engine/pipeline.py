@@ -275,7 +275,7 @@ class Run:
             store.create_run(RunRecord(
                 id=self.run_id, symbol=symbol, feed=spec.feed, mode=spec.mode,
                 started_at_ms=started_ms, status="running",
-                config=json.loads(json.dumps(spec.config, default=str))))
+                config=json.loads(json.dumps(self._run_facts(symbol), default=str))))
             # Small batches keep the queue (and so the heap) under a megabyte at full speed.
             writer = StoreWriter(store.clone, max_batch=2000)
             self.cache = self._open_cache(store)
@@ -293,6 +293,17 @@ class Run:
             return summary
         finally:
             store.close()
+
+    def _run_facts(self, symbol: str) -> dict[str, Any]:
+        """The configuration stored with the run, with what it really ran on written over
+        it, so the run's market data can be rebuilt later (stats baselines)."""
+        spec = self.spec
+        p = spec.params
+        return {**spec.config, "symbol": symbol, "feed": spec.feed, "mode": spec.mode,
+                "seed": spec.seed, "sim_model": spec.sim_model, "data_file": spec.data_file,
+                "replay_policy": spec.replay_policy, "timeframe": spec.timeframe,
+                "broker.fee_bps": p.broker.fee_bps,
+                "broker.slippage_bps": p.broker.slippage_bps}
 
     def _open_cache(self, store: Any) -> TieredCache | None:
         if self.spec.cache is None:

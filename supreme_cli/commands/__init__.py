@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from supreme_cli.commands import cache, config_cmd, connectivity, data, db, run
+from supreme_cli.commands import cache, config_cmd, connectivity, data, db, run, stats
 
 
 def register(app: typer.Typer) -> None:
@@ -13,5 +13,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db.app, name="db")
     app.add_typer(data.app, name="data")
     app.add_typer(cache.app, name="cache")
+    app.add_typer(stats.app, name="stats")
     app.command("connectivity", help=connectivity.HELP,
                 epilog=connectivity.EPILOG)(connectivity.connectivity)
