@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_core", "bench_run", "bench_indicators", "bench_cache")
+BENCHES = ("bench_core", "bench_run", "bench_indicators", "bench_cache", "bench_stats",
+           "calibrate_stats")
 
 
 def machine() -> dict[str, Any]:
@@ -85,6 +86,8 @@ TITLES = {
     "bench_indicators": "Batch and streaming indicators against TA-Lib and talipp",
     "bench_cache": "Cache tiers against redis-py, sqlite3 and psycopg; LRU, LFU and "
                    "neuromorphic on three traces",
+    "bench_stats": "Significance tests: block bootstrap and permutation over 100,000 returns",
+    "calibrate_stats": "Calibration of the `stats ab` verdict on zero-edge data",
 }
 
 
