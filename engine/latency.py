@@ -91,6 +91,20 @@ class LatencyHistogram:
             "max": self.max_ns / 1000.0,
         }
 
+    def cumulative_counts(self, bounds_ns: list[float]) -> list[int]:
+        """How many values fell at or below each bound (ascending), as a Prometheus
+        histogram's buckets need; a value counts by its bucket's midpoint (≤3 % off)."""
+        out: list[int] = []
+        seen = 0
+        i = 0
+        counts = self.counts
+        for bound in bounds_ns:
+            while i < N_BUCKETS and _bucket_mid(i) <= bound:
+                seen += counts[i]
+                i += 1
+            out.append(seen)
+        return out
+
     def nbytes(self) -> int:
         """Approximate heap held: fixed, independent of how many values were recorded."""
         import sys

@@ -232,6 +232,25 @@ def check_live(spec: RunSpec) -> None:
                           "no order was sent")
 
 
+@dataclass
+class RunView:
+    """What a running Run exposes to observers on other threads (the metrics server):
+    references to its live objects, read at scrape time, so instrumentation costs the tick
+    nothing. Plain reads of ints and floats; a scrape may see one bar's figures torn."""
+
+    symbol: str
+    spec: RunSpec
+    counters: dict[str, Any]
+    hist: LatencyHistogram
+    broker: Any
+    risk: RiskManager
+    writer: StoreWriter
+    feed: Any
+    cache: TieredCache | None
+    last_bar_wall: float = 0.0
+    last_close: float | None = None
+
+
 class Run:
     """One run of the engine. Create, then `execute()`; `request_stop()` from any thread."""
 
@@ -246,6 +265,8 @@ class Run:
         self._wall0 = 0.0
         self.cache: TieredCache | None = None
         self._market: MarketCache | None = None
+        self.view: RunView | None = None
+        self.store_up = True
         self.cache_trace: list[str] = []
 
     def request_stop(self) -> None:
@@ -398,6 +419,8 @@ class Run:
         bars = 0
         last_bar: Bar | None = None
         next_progress = time.monotonic()
+        view = self.view = RunView(symbol, spec, counters, hist, broker, risk, writer, feed,
+                                   self.cache, time.time())
         observer.on_start({"run_id": run_id, "symbol": symbol, "feed": spec.feed,
                            "mode": spec.mode, "store": store_url, **feed_info})
         wall0 = self._wall0 = time.monotonic()
@@ -467,6 +490,8 @@ class Run:
                 break
             if check_each or not bars & 63:
                 now = time.monotonic()
+                view.last_bar_wall = time.time()
+                view.last_close = close
                 if deadline is not None and now >= deadline:
                     self.stopped_by = "duration"
                     break
@@ -738,11 +763,21 @@ class Run:
             "drawdown": risk.drawdown, "trades": trades,
             "win_rate": counters["wins"] / trades if trades else None,
             "latency_us": {"p50": hist.percentile_ns(0.5) / 1000,
+                           "p95": hist.percentile_ns(0.95) / 1000,
                            "p99": hist.percentile_ns(0.99) / 1000},
+            "cache_hit_rate": self._cache_hit_rate(),
             "elapsed_s": time.monotonic() - wall0,
             "bars_limit": self.spec.bars, "duration_s": self.spec.duration_s,
             "breaker": risk.breaker_tripped,
         }
+
+    def _cache_hit_rate(self) -> float | None:
+        cache = self.cache
+        if cache is None or not cache.counters["gets"]:
+            return None
+        served = cache.l1_stats.hits + sum(t.stats.hits for t in (cache.l2, cache.l3)
+                                           if t is not None)
+        return served / cache.counters["gets"]
 
     def _summary(self, symbol: str, bars: int, broker: Broker, risk: RiskManager,
                  hist: LatencyHistogram, counters: dict[str, Any], reasons: dict[str, int],

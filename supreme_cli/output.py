@@ -31,6 +31,7 @@ def jsonable(value: Any) -> Any:
 class Output:
     json_mode: bool = False
     verbose: bool = False
+    log_format: str = "text"  # "json": warnings and log events as one JSON object a line
     secrets: list[str] = field(default_factory=list)
     emitted: bool = False
 
@@ -78,7 +79,25 @@ class Output:
             self.err.print(self.scrub(message), markup=False)
 
     def warn(self, message: str) -> None:
+        if self.log_format == "json":
+            self.event("warning", message)
+            return
         self.err.print("[yellow]warning:[/] " + _escape(self.scrub(message)))
+
+    def event(self, level: str, message: str, **fields: Any) -> None:
+        """One log line on stderr: `2026-01-01T00:00:00Z info stats ticks=3 ...` or, with
+        --log-format json, a JSON object; secrets scrubbed either way."""
+        import datetime as dt
+
+        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        if self.log_format == "json":
+            line = json.dumps(jsonable({"ts": stamp, "level": level, "msg": message,
+                                        **fields}), allow_nan=False, default=str)
+        else:
+            pairs = " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items())
+            line = f"{stamp} {level} {message}" + (f" {pairs}" if pairs else "")
+        sys.stderr.write(self.scrub(line) + "\n")
+        sys.stderr.flush()
 
     def error(self, message: str) -> None:
         self.err.print("[red]error:[/] " + _escape(self.scrub(message)))
@@ -100,6 +119,15 @@ class Output:
                 bar.update(task, description=f"{title}: {label}", completed=done, total=total)
 
             yield advance
+
+
+def _logfmt(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return json.dumps(text) if (" " in text or "=" in text) else text
 
 
 def _escape(text: str) -> str:

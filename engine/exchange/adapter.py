@@ -73,6 +73,7 @@ from engine.errors import (
     SupremeError,
 )
 from engine.exchange.policy import CircuitBreaker, RetryPolicy, call_with_retry
+from engine.latency import LatencyHistogram
 from engine.parsing import ccxt_symbol, normalize_symbol, shown
 from engine.types import Bar
 
@@ -220,6 +221,7 @@ class ExchangeStats:
     retries: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     last_latency_s: float | None = None
+    latency: dict[str, LatencyHistogram] = field(default_factory=dict)  # by endpoint, ns
 
 
 # --- the adapter -----------------------------------------------------------------------
@@ -361,7 +363,12 @@ class ExchangeAdapter:
             except Exception as exc:
                 self.stats.errors[type(exc).__name__] += 1
                 raise
-            self.stats.last_latency_s = time.perf_counter() - start
+            took = time.perf_counter() - start
+            self.stats.last_latency_s = took
+            hist = self.stats.latency.get(endpoint)
+            if hist is None:
+                hist = self.stats.latency[endpoint] = LatencyHistogram()
+            hist.record(int(took * 1e9))
             return result
 
         def on_retry(n: int, exc: BaseException, delay: float) -> None:

@@ -145,6 +145,11 @@ class ExchangeFeed:
             "stream_drops": 0, "stream_resumes": 0, "stream_queue_dropped": 0, "outages": 0,
         }
 
+    @property
+    def healthy(self) -> bool:
+        """False while the exchange is in an outage (its last request failed)."""
+        return self._outage_since is None
+
     # --- the Feed protocol --------------------------------------------------------------
 
     @property

@@ -40,11 +40,13 @@ EPILOG = ("Examples: supreme run --bars 20000 · supreme run --feed replay --dat
 class CliObserver:
     """Shows a run's progress on stderr: a Rich live view on a terminal, lines in verbose."""
 
-    def __init__(self, out: Output, live: bool):
+    def __init__(self, out: Output, live: bool, stats_every: float = 0.0):
         self.out = out
         self.symbol = ""
         self._live: Any = None
         self._want_live = live
+        self._stats_every = stats_every
+        self._next_stats = 0.0
 
     def on_start(self, info: dict[str, Any]) -> None:
         self.symbol = info["symbol"]
@@ -61,6 +63,24 @@ class CliObserver:
             from supreme_cli.render import live_view
 
             self._live.update(live_view(snapshot, self.symbol))
+        elif self._stats_every > 0:
+            self._stats_line(snapshot)
+
+    def _stats_line(self, snap: dict[str, Any]) -> None:
+        """The periodic line containers' logs carry (`kubectl logs ... | grep
+        cache_hit_rate`)."""
+        import time
+
+        from engine.sysinfo import rss_mib
+
+        now = time.monotonic()
+        if now < self._next_stats:
+            return
+        self._next_stats = now + self._stats_every
+        self.out.event("info", "stats", symbol=self.symbol, ticks=snap["bars"],
+                       latency_p95_us=snap["latency_us"]["p95"],
+                       cache_hit_rate=snap.get("cache_hit_rate"), win_rate=snap["win_rate"],
+                       trades=snap["trades"], pnl=snap["pnl"], rss_mib=rss_mib())
 
     def on_trade(self, trade: dict[str, Any]) -> None:
         self.out.info(f"trade {trade['id']} committed: pnl {trade['pnl']:+.4f} "
@@ -93,6 +113,20 @@ def _install_signal_handlers(request_stop: Any) -> dict[int, Any]:
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
     return previous
+
+
+def _serve(engine_run: Any, resolved: Any, out: Output) -> Any:
+    """The metrics and API server, when a port is configured (before the first bar, so a
+    scrape right after start sees the run)."""
+    port = resolved["metrics_port"]
+    if port is None:
+        return None
+    from engine.observability.server import EngineServer
+
+    server = EngineServer(engine_run, port, resolved["metrics_addr"], resolved["api_token"])
+    out.event("info", "serving", url=server.url, endpoints="/metrics /health /ready "
+                                                           "/api/cache/reset")
+    return server
 
 
 def _exchange_spec(resolved: Any, endpoint: str | None) -> Any:
@@ -151,6 +185,15 @@ def run(
     require_redis: Annotated[bool | None, typer.Option(
         "--require-redis", help="Exit 5 instead of starting degraded when Redis is down.")]
     = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535,
+        help="Serve /metrics, /health, /ready and POST /api/cache/reset on this port.")]
+    = None,
+    metrics_addr: Annotated[str | None, typer.Option(
+        "--metrics-addr", help="Bind address (default 127.0.0.1; others need "
+                               "SUPREME_API_TOKEN).")] = None,
+    log_format: Annotated[str | None, typer.Option(
+        "--log-format", help="text (default) or json lines on stderr.")] = None,
     db: DbOpt = None,
     live: Annotated[bool, typer.Option(help="Show the live view on a terminal.")] = True,
     profile: ProfileOpt = None,
@@ -168,7 +211,8 @@ def run(
              "sim_model": sim_model,
              "replay_policy": policy, "db": db, "exchange.id": exchange,
              "timeframe": timeframe, "stream": stream, "cache.enabled": cache,
-             "cache.require_redis": require_redis}
+             "cache.require_redis": require_redis, "metrics_port": metrics_port,
+             "metrics_addr": metrics_addr, "log_format": log_format}
     resolved = resolve_for(g, out, flags)
     feed_name, mode_name = resolved["feed"], resolved["mode"]
     exchange_spec = _exchange_spec(resolved, endpoint) if feed_name == "exchange" else None
@@ -184,13 +228,18 @@ def run(
                  "(polled every ~INTERVAL_SECONDS, or streamed)")
     spec = spec_from_resolved(resolved, exchange=exchange_spec, live_confirmed=confirm_live)
     check_live(spec)  # before any connection: no keys or no --confirm-live → exit 2
-    observer = CliObserver(out, live=live and out.err.is_terminal)
+    out.log_format = resolved["log_format"]
+    show_live = live and out.err.is_terminal and out.log_format == "text"
+    observer = CliObserver(out, live=show_live, stats_every=resolved["stats_every"])
     engine_run = Run(spec, observer)
+    server = _serve(engine_run, resolved, out)
     previous = _install_signal_handlers(engine_run.request_stop)
     try:
         summary = engine_run.execute()
     finally:
         observer.close()
+        if server is not None:
+            server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if out.json_mode:
