@@ -66,6 +66,44 @@ def full_tick(feed: str, repeats: int, bars: int | None) -> dict[str, Any]:
     }
 
 
+def instrumentation_cost(repeats: int, bars: int) -> dict[str, Any]:
+    """Mean tick with the metrics server on and scraped every 100 ms, against off, runs
+    interleaved; the difference is what serving metrics costs a tick."""
+    import threading
+    import urllib.request
+
+    from engine.observability.server import EngineServer
+
+    means: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(repeats):
+        for mode in ("off", "on"):
+            with tempfile.TemporaryDirectory() as tmp:
+                spec = RunSpec(symbol="ETH-USDT", feed="sim", bars=bars, seed=1,
+                               data_dir=Path(tmp), cache=CacheSettings())
+                run = Run(spec)
+                if mode == "off":
+                    summary = run.execute()
+                else:
+                    stop = threading.Event()
+                    with EngineServer(run, 0) as server:
+                        def scrape(url: str = server.url + "/metrics",
+                                   stop: threading.Event = stop) -> None:
+                            while not stop.wait(0.1):
+                                urllib.request.urlopen(url, timeout=5).read()
+
+                        scraper = threading.Thread(target=scrape, daemon=True)
+                        scraper.start()
+                        try:
+                            summary = run.execute()
+                        finally:
+                            stop.set()
+                            scraper.join(5)
+                means[mode].append(summary["latency_us"]["mean"])
+    off, on = statistics.median(means["off"]), statistics.median(means["on"])
+    return {"bars": bars, "repeats": repeats, "off_mean_us": off, "on_mean_us": on,
+            "cost_us": on - off, "runs": means}
+
+
 def replay_wall(repeats: int) -> dict[str, Any]:
     walls = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,22 +197,50 @@ def sim_peak_rss(bars: int) -> dict[str, Any]:
 def exchange_peak_rss(bars: int) -> dict[str, Any]:
     """Peak RSS of `supreme run --feed exchange` (paper) against the packaged fake exchange
     on 127.0.0.1, polling and streaming: ccxt is imported on this path only."""
-    from engine.testing import FakeExchange
 
     out: dict[str, Any] = {"bars": bars}
-    for mode, extra in (("polling", []), ("stream", ["--stream"])):
-        with tempfile.TemporaryDirectory() as tmp, \
-                FakeExchange(start=-400, ws_interval_s=0.03) as fx:
-            args = [str(BIN), "run", "--feed", "exchange", "--endpoint", fx.base_url,
-                    "--bars", str(bars), "--json", *extra]
-            code = ("import resource, subprocess, sys; "
-                    f"subprocess.run({args!r}, check=True, capture_output=True); "
-                    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-            env = {**_clean_env(tmp), "INTERVAL_SECONDS": "0.05"}
-            res = subprocess.run([sys.executable, "-c", code], check=True,
-                                 capture_output=True, text=True, env=env)
-            out[f"{mode}_peak_rss_mib"] = int(res.stdout.strip()) / 1024
+    schema = f"bench_{os.getpid()}"
+    pg = os.environ.get("SUPREME_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = os.environ.get("SUPREME_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    services = {"POSTGRES_URL": f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}",
+                "REDIS_URL": redis_url, "SUPREME_CACHE__ENV": schema}
+    modes: list[tuple[str, list[str], dict[str, str]]] = [
+        ("polling", [], {}), ("stream", ["--stream"], {}),
+        ("full", ["--metrics-port", "0"], services)]
+    import psycopg
+
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        for mode, extra, more_env in modes:
+            _one_exchange_rss(out, mode, extra, more_env, bars)
+    finally:
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=f"supreme:{schema}:*"):
+            client.unlink(key)
+        client.close()
     return out
+
+
+def _one_exchange_rss(out: dict[str, Any], mode: str, extra: list[str],
+                      more_env: dict[str, str], bars: int) -> None:
+    from engine.testing import FakeExchange
+
+    with tempfile.TemporaryDirectory() as tmp, \
+            FakeExchange(start=-400, ws_interval_s=0.03) as fx:
+        args = [str(BIN), "run", "--feed", "exchange", "--endpoint", fx.base_url,
+                "--bars", str(bars), "--json", *extra]
+        code = ("import resource, subprocess, sys; "
+                f"subprocess.run({args!r}, check=True, capture_output=True); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        env = {**_clean_env(tmp), "INTERVAL_SECONDS": "0.05", **more_env}
+        res = subprocess.run([sys.executable, "-c", code], check=True,
+                             capture_output=True, text=True, env=env)
+        out[f"{mode}_peak_rss_mib"] = int(res.stdout.strip()) / 1024
 
 
 def startup(repeats: int) -> dict[str, Any]:
@@ -197,6 +263,7 @@ def run(quick: bool) -> dict[str, Any]:
         "sim_peak_rss": sim_peak_rss(100_000 if quick else 300_000),
         "startup": startup(10 if quick else 30),
         "exchange_peak_rss": exchange_peak_rss(20),
+        "instrumentation": instrumentation_cost(r, 66_087),
         "self_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     ft = res["full_tick_replay"]
@@ -217,6 +284,9 @@ def run(quick: bool) -> dict[str, Any]:
             res["exchange_peak_rss"]["polling_peak_rss_mib"] <= 128,
         "exchange run peak RSS <= 128 MiB (--stream)":
             res["exchange_peak_rss"]["stream_peak_rss_mib"] <= 128,
+        "exchange run peak RSS <= 128 MiB (metrics server, Redis and PostgreSQL tiers)":
+            res["exchange_peak_rss"]["full_peak_rss_mib"] <= 128,
+        "serving metrics costs <= 1 us a tick": res["instrumentation"]["cost_us"] <= 1,
     }
     return res
 
@@ -249,8 +319,14 @@ def render(res: dict[str, Any]) -> str:
         f"Peak RSS of `supreme run --feed exchange --bars {res['exchange_peak_rss']['bars']}` "
         f"against the fake exchange on 127.0.0.1: "
         f"{res['exchange_peak_rss']['polling_peak_rss_mib']:.1f} MiB polling, "
-        f"{res['exchange_peak_rss']['stream_peak_rss_mib']:.1f} MiB with --stream "
-        "(limit 128 MiB).",
+        f"{res['exchange_peak_rss']['stream_peak_rss_mib']:.1f} MiB with --stream, "
+        f"{res['exchange_peak_rss']['full_peak_rss_mib']:.1f} MiB polling with "
+        "--metrics-port, REDIS_URL and POSTGRES_URL set (limit 128 MiB).",
+        f"Serving metrics (scraped every 100 ms) against not, sim full tick mean: "
+        f"{res['instrumentation']['on_mean_us']:.2f} vs "
+        f"{res['instrumentation']['off_mean_us']:.2f} µs, a cost of "
+        f"{res['instrumentation']['cost_us']:+.2f} µs a tick (median of "
+        f"{res['instrumentation']['repeats']} interleaved pairs).",
         f"`supreme --help`: {res['startup']['median_s'] * 1000:.0f} ms median, "
         f"{res['startup']['min_s'] * 1000:.0f} ms best of {res['startup']['repeats']}.",
         "Targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"
