@@ -1,8 +1,8 @@
 """`supreme cache stats|reset`: the persistent tiers, inspected or reset from outside a run.
 
-An L1 lives inside a running engine; reaching one needs the engine's HTTP API, which this
-build does not serve yet. These functions therefore act on L2 (Redis), L3 (the store) and
-the learned weights, report the last run's per-tier figures from the store, and say so.
+An L1 lives inside a running engine, reached through its HTTP API (`--engine URL`, see
+engine/observability/client.py). These functions act on L2 (Redis), L3 (the store) and the
+learned weights, and report the last run's per-tier figures from the store.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from engine.cache.base import TierError, namespace
 from engine.errors import ServiceUnavailable
 from engine.store.base import Store
 
-ENGINE_NOT_REACHABLE = ("no running engine is reachable (this build serves no engine API), "
-                        "so a running run's in-process L1 is not included")
+ENGINE_NOT_REACHABLE = ("no running engine was given (--engine URL of a `supreme run "
+                        "--metrics-port`), so a running run's in-process L1 is not included")
 
 
 def _last_run_cache(store: Store) -> dict[str, Any] | None:
@@ -55,7 +55,7 @@ def cache_status(settings: CacheSettings, store: Store, *, top: int = 10) -> dic
 
 
 def reset_cache(settings: CacheSettings, store: Store, *, learning: bool, l1: bool, l2: bool,
-                l3: bool) -> dict[str, Any]:
+                l3: bool, engine_reachable: bool = False) -> dict[str, Any]:
     """Reset what is asked. L2 deletes only this namespace (SCAN + UNLINK, never FLUSHALL).
     Raises ServiceUnavailable when Redis is asked for and does not answer."""
     cache = open_cache(settings, store, load_learning=False)
@@ -67,7 +67,7 @@ def reset_cache(settings: CacheSettings, store: Store, *, learning: bool, l1: bo
                 raise ServiceUnavailable(f"cannot reset L2: {exc}") from exc
         done = cache.reset(learning=learning, l1=l1, l2=l2, l3=l3)
         notes = []
-        if l1:
+        if l1 and not engine_reachable:
             notes.append(ENGINE_NOT_REACHABLE + "; a new run starts with an empty L1")
         if l2 and cache.l2 is None:
             notes.append("L2 is off (no REDIS_URL): nothing to reset there")

@@ -2,6 +2,7 @@
 
 - GET /metrics: Prometheus exposition (engine/observability/collector.py).
 - GET /health: liveness, 200 while this process answers.
+- GET /api/cache/stats: the run's cache figures, L1 included (read only, no token).
 - GET /ready: readiness, 200 when every dependency the run uses is up, else 503; the body
   gives each one's status (feed, store, redis, exchange).
 - POST /api/cache/reset: resets the run's cache (learning, L1 and L2 unless the JSON body
@@ -96,6 +97,13 @@ class _Handler(BaseHTTPRequestHandler):
             ok, checks = readiness(self.server.run)
             self._json(200 if ok else 503, {"status": "ready" if ok else "not ready",
                                             "checks": checks})
+        elif path == "/api/cache/stats":
+            cache = self.server.run.cache
+            if cache is None:
+                self._json(409, {"error": "this run has no cache"})
+            else:
+                self._json(200, {"run_id": self.server.run.run_id,
+                                 **cache.stats(sizes=False)})
         elif path == "/api/cache/reset":
             self._json(405, {"error": "use POST"}, Allow="POST")
         else:

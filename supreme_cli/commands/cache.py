@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Inspect, reset and benchmark the tiered cache.", no_args_is_help=True)
 
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", metavar="URL",
+    help="A running `supreme run --metrics-port` to include (its in-process L1), e.g. "
+         "http://127.0.0.1:9108.")]
+
 
 def _open(ctx: typer.Context, db: str | None, profile: str | None, config: Path | None,
           verbose: bool, json_out: bool) -> tuple[CacheSettings, Store, Output]:
@@ -39,7 +44,8 @@ def _open(ctx: typer.Context, db: str | None, profile: str | None, config: Path 
 @app.command("stats", epilog="Example: supreme cache stats --json")
 def stats(ctx: typer.Context, top: Annotated[int, typer.Option(
               min=0, max=1000, help="How many learned associations to list.")] = 10,
-          db: DbOpt = None, profile: ProfileOpt = None, config: ConfigOpt = None,
+          engine: EngineOpt = None, db: DbOpt = None, profile: ProfileOpt = None,
+          config: ConfigOpt = None,
           verbose: VerboseOpt = False, json_out: JsonOpt = False) -> None:
     """Per-tier state, sizes, Redis memory policy, learned associations and the last run's
     per-tier hit rates. Reads only: never changes a server setting. Exits 7 when a
@@ -51,6 +57,13 @@ def stats(ctx: typer.Context, top: Annotated[int, typer.Option(
         doc = cache_status(settings, store, top=top)
     finally:
         store.close()
+    if engine:
+        from engine.observability.client import engine_cache_stats
+
+        live = engine_cache_stats(engine)
+        doc["engine"] = f"running engine at {engine}: run {live.get('run_id')}"
+        doc["running"] = live
+        doc["tiers"]["l1"] = {**live["tiers"]["l1"], "status": "ok"}
     warning = (doc["tiers"]["l2"].get("info") or {}).get("warning")
     if warning:
         out.warn(f"L2: {warning}")
@@ -80,7 +93,8 @@ def reset(ctx: typer.Context,
               "--l3", help="Also delete the cache entries kept in the store (never part "
                            "of a reset without tier flags).")] = False,
           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-          db: DbOpt = None, profile: ProfileOpt = None, config: ConfigOpt = None,
+          engine: EngineOpt = None, db: DbOpt = None, profile: ProfileOpt = None,
+          config: ConfigOpt = None,
           verbose: VerboseOpt = False, json_out: JsonOpt = False) -> None:
     """Reset the cache. With no tier flag: learning, L1 and L2. Only keys under this
     project's namespace are deleted (SCAN + UNLINK), never FLUSHALL or FLUSHDB."""
@@ -99,7 +113,15 @@ def reset(ctx: typer.Context,
                 raise ConfigError("cache reset changes shared state: add --yes to confirm")
             if not typer.confirm(f"Reset {what} of {namespace(settings.env)}?", err=True):
                 raise typer.Exit(1)
-        doc = reset_cache(settings, store, learning=learning, l1=l1, l2=l2, l3=l3)
+        doc = reset_cache(settings, store, learning=learning, l1=l1, l2=l2, l3=l3,
+                          engine_reachable=engine is not None)
+        if engine:
+            from engine.observability.client import engine_cache_reset
+
+            token = resolve_for(use_globals(ctx, profile, config, verbose, json_out)[0],
+                                out, {})["api_token"]
+            doc["engine"] = engine_cache_reset(engine, token, learning=learning, l1=l1,
+                                               l2=l2)
     finally:
         store.close()
     for note in doc["notes"]:

@@ -151,3 +151,28 @@ def _drop(redis_url: str, env: str) -> None:
     for key in client.scan_iter(match=f"supreme:{env}:*"):
         client.unlink(key)
     client.close()
+
+
+def test_cache_commands_reach_a_running_engine(tmp_path: Path, data_dir: Path) -> None:
+    from tests.cli.helpers import invoke
+
+    with _Paced(_sim_spec(tmp_path)) as run, EngineServer(run, 0, token=TOKEN) as server:
+        assert run.cache is not None
+        run.cache.l1.put("probe", 1)
+        r = invoke("cache", "stats", "--engine", server.url, "--json")
+        assert r.exit_code == 0, r.stderr
+        doc = r.json()
+        assert doc["running"]["run_id"] == run.run_id
+        assert doc["tiers"]["l1"]["status"] == "ok" and doc["tiers"]["l1"]["size"] >= 1
+        bad = invoke("cache", "reset", "--l1", "--yes", "--engine", server.url, "--json",
+                     env={"SUPREME_API_TOKEN": "wrong"})
+        assert bad.exit_code == 2
+        assert run.cache.l1.contains("probe")
+        ok = invoke("cache", "reset", "--l1", "--yes", "--engine", server.url, "--json",
+                    env={"SUPREME_API_TOKEN": TOKEN})
+        assert ok.exit_code == 0, ok.stderr
+        assert ok.json()["engine"]["reset"]["l1_entries"] >= 1
+        assert not run.cache.l1.contains("probe")
+        assert TOKEN not in ok.stdout + ok.stderr
+    down = invoke("cache", "stats", "--engine", server.url, "--json")
+    assert down.exit_code == 5
