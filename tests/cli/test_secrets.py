@@ -11,17 +11,19 @@ from tests.cli.helpers import invoke
 KEY = "canary-key-5d1e8b7f"
 SECRET = "canary-secret-93af0c2e"
 PG_PASSWORD = "canary-pw-77"
+API_TOKEN = "canary-token-4c2b"
+REDIS_PASSWORD = "canary-redis-pw-19"
 
 
 @pytest.fixture
 def canary_env(data_dir: Path) -> dict[str, str]:
-    return {"EXCHANGE_API_KEY": KEY, "EXCHANGE_SECRET": SECRET,
+    return {"EXCHANGE_API_KEY": KEY, "EXCHANGE_SECRET": SECRET, "SUPREME_API_TOKEN": API_TOKEN,
             "SUPREME_DATA_DIR": str(data_dir)}
 
 
 def _assert_clean(*texts: str) -> None:
     for text in texts:
-        for canary in (KEY, SECRET, PG_PASSWORD):
+        for canary in (KEY, SECRET, PG_PASSWORD, API_TOKEN, REDIS_PASSWORD):
             assert canary not in text
 
 
@@ -41,6 +43,12 @@ def test_no_command_leaks_the_canaries(canary_env, data_dir: Path, tmp_path: Pat
         ("connectivity", "--exchange", "binance", "--timeout", "2", "--verbose"),
         ("connectivity", "--exchange", "binance", "--endpoint",
          "binance=http://127.0.0.1:1", "--timeout", "2", "--json"),
+        ("run", "--bars", "50", "--metrics-port", "0", "--log-format", "json", "--db", db),
+        ("run", "--bars", "5", "--metrics-port", "0", "--metrics-addr", "0.0.0.0", "--json"),
+        ("cache", "stats", "--db", db, "--verbose"),
+        ("cache", "reset", "--yes", "--db", db, "--engine", "http://127.0.0.1:1", "--json"),
+        ("stats", "--db", db, "--verbose"),
+        ("stats", "--db", db, "--baseline", "random", "--resamples", "199", "--json"),
     ]
     for args in calls:
         r = invoke(*args, env=canary_env)
@@ -49,6 +57,11 @@ def test_no_command_leaks_the_canaries(canary_env, data_dir: Path, tmp_path: Pat
     r = invoke("run", "--bars", "10", "--verbose", env=bad_pg)
     assert r.exit_code != 0
     _assert_clean(r.stdout, r.stderr)
+    bad_redis = {**canary_env, "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0"}
+    for args in (("run", "--bars", "10", "--verbose", "--db", db),
+                 ("cache", "stats", "--db", db, "--json")):
+        r = invoke(*args, env=bad_redis)
+        _assert_clean(r.stdout, r.stderr)
     con = sqlite3.connect(db)
     for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
         for row in con.execute(f'SELECT * FROM "{table}"'):
