@@ -21,6 +21,7 @@ first bar; each order is journaled `open` in the store before it is sent.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 Broker = PaperBroker | LiveBroker
 
 PROGRESS_EVERY_S = 0.25
+FINISH_ATTEMPTS = 4
+FINISH_RETRY_S = 0.5
 STATE_EVERY_BARS = 1_000  # indicator snapshots published to the cache
 MIN_ORDER_NOTIONAL = 5.0  # quote currency; Binance's smallest ETH-USDT notional is 5 USDT
 
@@ -308,12 +311,26 @@ class Run:
                 writer.close()
                 if self.cache is not None:
                     self.cache.close(timeout=2.0)
-                store.finish_run(self.run_id, "failed", int(time.time() * 1000), None)
+                with contextlib.suppress(StoreError):  # the original error matters more
+                    self._finish(store, "failed", None)
                 raise
-            store.finish_run(self.run_id, summary["status"], int(time.time() * 1000), summary)
+            self._finish(store, summary["status"], summary)
             return summary
         finally:
             store.close()
+
+    def _finish(self, store: Any, status: str, summary: dict[str, Any] | None) -> None:
+        """Mark the run finished. The store may have dropped its connection during an
+        outage the writer rode out; the next call reconnects, so a few bounded retries
+        keep a healthy run from failing at its very last step."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                store.finish_run(self.run_id, status, int(time.time() * 1000), summary)
+                return
+            except StoreError:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    raise
+                time.sleep(FINISH_RETRY_S * (attempt + 1))
 
     def _run_facts(self, symbol: str) -> dict[str, Any]:
         """The configuration stored with the run, with what it really ran on written over
