@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 SHARED_DATA ?= $(abspath ../shared/data)
 RUN_BARS ?= 20000
 
-.PHONY: help install dev run test test-fast lint bench soak completions clean
+.PHONY: help install dev run test test-fast lint bench soak validate completions clean
 
 help:
 	@echo "make run          install and run the engine offline (sim feed, SQLite, no Redis)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint         ruff and mypy"
 	@echo "make bench        benchmarks; results go to BENCHMARKS.md"
 	@echo "make soak         long opt-in soak tests"
+	@echo "make validate     the guide's quick validation tier (5 minutes)"
 	@echo "make completions  regenerate completions/ for bash, zsh and fish"
 
 $(BIN)/python:
@@ -48,6 +49,9 @@ lint: dev
 
 bench: dev
 	SUPREME_SHARED_DATA=$(SHARED_DATA) $(BIN)/python benchmarks/run_all.py --write BENCHMARKS.md
+
+validate: install
+	SUPREME_SHARED_DATA=$(SHARED_DATA) $(BIN)/supreme validate --profile quick
 
 soak: dev
 	SUPREME_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -q --soak -m soak

@@ -325,14 +325,31 @@ def _flatten_profile(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         if key in SECTIONS and isinstance(value, Mapping):
             for sub, subval in value.items():
                 flat[f"{key}.{sub}"] = subval
-        elif key == "alerts" and isinstance(value, Mapping):
-            continue  # read by the report command, not part of the run configuration
+        elif key in ("alerts", "validation") and isinstance(value, Mapping):
+            continue  # read by `report` and `validate`, not part of the run configuration
         else:
             flat[key] = value
     unknown = sorted(k for k in flat if k not in KEYS)
     if unknown:
         raise ConfigError(f"{path.name}: unknown keys {', '.join(unknown)}")
     return flat
+
+
+def profile_section(name: str, section: str,
+                    env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A non-run section (`validation`, `alerts`) of a named profile; {} when absent."""
+    import tomllib
+
+    path = find_profile(name, os.environ if env is None else env)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path.name}: {exc}") from exc
+    value = data.get(section, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path.name}: [{section}] must be a table")
+    return dict(value)
 
 
 def load_profile_file(path: Path) -> dict[str, Any]:

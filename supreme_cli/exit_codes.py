@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     EXCHANGE = 6  # the exchange refused a request: bad keys, unknown symbol, rejected order
     DEGRADED = 7  # some endpoints, exchanges or cache tiers failing (connectivity, cache stats)
     DOWN = 8  # a check reached nothing at all (supreme connectivity)
+    CHECK_FAILED = 9  # a required validation item or a stress/degrade verdict failed
     INTERRUPTED = 130  # a second Ctrl-C: stopped without the orderly finish
 
 

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from supreme_cli.commands import cache, config_cmd, connectivity, data, db, run, stats
+from supreme_cli.commands import (
+    cache,
+    config_cmd,
+    connectivity,
+    data,
+    db,
+    degrade,
+    memory_cmd,
+    profile_cmd,
+    run,
+    stats,
+    stress,
+    validate,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,3 +29,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(stats.app, name="stats")
     app.command("connectivity", help=connectivity.HELP,
                 epilog=connectivity.EPILOG)(connectivity.connectivity)
+    app.command("validate", help=validate.HELP, epilog=validate.EPILOG)(validate.validate)
+    app.command("profile", help=profile_cmd.HELP,
+                epilog=profile_cmd.EPILOG)(profile_cmd.profile_cmd)
+    app.command("memory", help=memory_cmd.HELP, epilog=memory_cmd.EPILOG)(memory_cmd.memory_cmd)
+    app.command("stress", help=stress.HELP, epilog=stress.EPILOG)(stress.stress)
+    app.command("degrade", help=degrade.HELP, epilog=degrade.EPILOG)(degrade.degrade)

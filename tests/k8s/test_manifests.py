@@ -36,7 +36,7 @@ EXPECTED = {
     ("Namespace", "trading"), ("ConfigMap", "supreme-config"), ("Secret", "supreme-secrets"),
     ("Deployment", "supreme-system-v5"), ("Deployment", "supreme-system-v5-blue"),
     ("Deployment", "supreme-system-v5-green"), ("Service", "supreme-system"),
-    ("Ingress", "supreme-system-ingress"),
+    ("Ingress", "supreme-system-ingress"), ("Job", "supreme-validate-extended"),
 }
 SECRET_KEYS = {"EXCHANGE_API_KEY", "EXCHANGE_SECRET", "SUPREME_API_TOKEN"}
 PLACEHOLDER = re.compile(r"^(REPLACE_ME|CHANGE_ME|<[a-z0-9_ -]+>)?$", re.I)
@@ -363,3 +363,17 @@ def test_the_deployment_args_are_real_cli_flags() -> None:
                 assert args[0] == "run"
                 for flag in (a for a in args if a.startswith("--")):
                     assert flag in help_text, f"{path.name}: {flag} is not a `supreme run` flag"
+
+
+def test_the_validation_job_runs_the_extended_profile_with_real_flags() -> None:
+    import yaml
+
+    from tests.cli.helpers import invoke
+
+    job = next(d for d in yaml.safe_load_all((K8S / "job-validate.yaml").read_text()) if d)
+    assert job["kind"] == "Job" and job["metadata"]["namespace"] == "trading"
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:3] == ["validate", "--profile", "extended"]
+    help_text = invoke("validate", "--help").stdout
+    for flag in (a for a in args if a.startswith("--")):
+        assert flag in help_text
