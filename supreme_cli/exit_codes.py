@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     DEGRADED = 7  # some endpoints, exchanges or cache tiers failing (connectivity, cache stats)
     DOWN = 8  # a check reached nothing at all (supreme connectivity)
     CHECK_FAILED = 9  # a required validation item or a stress/degrade verdict failed
+    NO_DATA = 10  # nothing to report for the period asked (supreme report --daily)
     INTERRUPTED = 130  # a second Ctrl-C: stopped without the orderly finish
 
 

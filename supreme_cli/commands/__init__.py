@@ -13,6 +13,7 @@ from supreme_cli.commands import (
     degrade,
     memory_cmd,
     profile_cmd,
+    report,
     run,
     stats,
     stress,
@@ -35,3 +36,4 @@ def register(app: typer.Typer) -> None:
     app.command("memory", help=memory_cmd.HELP, epilog=memory_cmd.EPILOG)(memory_cmd.memory_cmd)
     app.command("stress", help=stress.HELP, epilog=stress.EPILOG)(stress.stress)
     app.command("degrade", help=degrade.HELP, epilog=degrade.EPILOG)(degrade.degrade)
+    app.command("report", help=report.HELP, epilog=report.EPILOG)(report.report)

@@ -37,6 +37,7 @@ EXPECTED = {
     ("Deployment", "supreme-system-v5"), ("Deployment", "supreme-system-v5-blue"),
     ("Deployment", "supreme-system-v5-green"), ("Service", "supreme-system"),
     ("Ingress", "supreme-system-ingress"), ("Job", "supreme-validate-extended"),
+    ("CronJob", "supreme-daily-report"),
 }
 SECRET_KEYS = {"EXCHANGE_API_KEY", "EXCHANGE_SECRET", "SUPREME_API_TOKEN"}
 PLACEHOLDER = re.compile(r"^(REPLACE_ME|CHANGE_ME|<[a-z0-9_ -]+>)?$", re.I)
@@ -376,4 +377,18 @@ def test_the_validation_job_runs_the_extended_profile_with_real_flags() -> None:
     assert args[:3] == ["validate", "--profile", "extended"]
     help_text = invoke("validate", "--help").stdout
     for flag in (a for a in args if a.startswith("--")):
+        assert flag in help_text
+
+
+def test_the_report_cronjob_runs_yesterdays_daily_report_with_real_flags() -> None:
+    import yaml
+
+    from tests.cli.helpers import invoke
+
+    cron = next(d for d in yaml.safe_load_all((K8S / "cronjob-report.yaml").read_text()) if d)
+    assert cron["kind"] == "CronJob" and cron["spec"]["schedule"] == "5 0 * * *"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["report", "--daily"]
+    help_text = invoke("report", "--help").stdout
+    for flag in (a for a in container["args"] if a.startswith("--")):
         assert flag in help_text
