@@ -55,7 +55,7 @@ def memory_cmd(
     from engine.errors import ConfigError
     from engine.parsing import parse_duration
     from engine.validation.memory import run_memory
-    from supreme_cli.commands.run import _install_signal_handlers
+    from supreme_cli.signals import install_signal_handlers
 
     g, out = use_globals(ctx, profile, config, verbose, json_out)
     duration_s = parse_duration(duration, "--duration")
@@ -67,7 +67,7 @@ def memory_cmd(
     out.info(f"tracing the heap of a {feed_name} run for {duration_s:g} s "
              f"({snapshots} samples)")
     stop = threading.Event()
-    previous = _install_signal_handlers(stop.set)
+    previous = install_signal_handlers(stop.set)
     try:
         with out.progress("memory") as advance:
             doc = run_memory(duration_s=duration_s, allocations=allocations, feed=feed_name,

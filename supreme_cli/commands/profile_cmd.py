@@ -60,7 +60,7 @@ def profile_cmd(
     from engine.errors import ConfigError
     from engine.parsing import parse_duration
     from engine.validation.profile import run_profile
-    from supreme_cli.commands.run import _install_signal_handlers
+    from supreme_cli.signals import install_signal_handlers
 
     g, out = use_globals(ctx, profile, config, verbose, json_out)
     duration_s = parse_duration(duration, "--duration")
@@ -73,7 +73,7 @@ def profile_cmd(
              + (f" at ~{rate:g} bars/s" if rate else " at full speed")
              + (" with the stage breakdown" if detailed else ""))
     stop = threading.Event()
-    previous = _install_signal_handlers(stop.set)
+    previous = install_signal_handlers(stop.set)
     try:
         with out.progress("profile") as advance:
             doc = run_profile(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +19,7 @@ from supreme_cli.options import (
     use_globals,
 )
 from supreme_cli.output import Output
+from supreme_cli.signals import install_signal_handlers
 
 HELP = """Run the engine: feed → indicators → signals → risk → broker → store.
 
@@ -93,26 +92,6 @@ class CliObserver:
         if self._live is not None:
             self._live.stop()
             self._live = None
-
-
-def _install_signal_handlers(request_stop: Any) -> dict[int, Any]:
-    state = {"count": 0}
-
-    def handler(signum: int, frame: Any) -> None:
-        state["count"] += 1
-        if state["count"] == 1 and signum in (signal.SIGINT, signal.SIGTERM):
-            sys.stderr.write("\nstopping after this bar and flushing the store "
-                             "(Ctrl-C again to exit at once)\n")
-            request_stop()
-            return
-        sys.stderr.write("\ninterrupted again: exiting now\n")
-        sys.stderr.flush()
-        os._exit(130)
-
-    previous: dict[int, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    return previous
 
 
 def _serve(engine_run: Any, resolved: Any, out: Output) -> Any:
@@ -233,7 +212,7 @@ def run(
     observer = CliObserver(out, live=show_live, stats_every=resolved["stats_every"])
     engine_run = Run(spec, observer)
     server = _serve(engine_run, resolved, out)
-    previous = _install_signal_handlers(engine_run.request_stop)
+    previous = install_signal_handlers(engine_run.request_stop)
     try:
         summary = engine_run.execute()
     finally:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ from supreme_cli.options import (
     resolve_for,
     use_globals,
 )
+from supreme_cli.signals import install_signal_handlers
 
 if TYPE_CHECKING:
     from supreme_cli.output import Output
@@ -80,7 +79,8 @@ def stress(
     resolved = resolve_for(g, out, {"db": db})
     cache = cache_settings(resolved) if resolved["cache.enabled"] else None
     stop = threading.Event()
-    previous = _install_signal_handlers(stop)
+    previous = install_signal_handlers(
+        stop.set, "stopping the soak: checkpoint and partial report")
     try:
         with _progress(out) as advance:
             report = run_stress(duration_s=duration_s, rate=rate,
@@ -98,28 +98,6 @@ def stress(
         _render(out, report)
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
-
-
-def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
-    state = {"count": 0}
-
-    def handler(signum: int, frame: Any) -> None:
-        state["count"] += 1
-        if state["count"] == 1:
-            sys.stderr.write("\nstopping the soak: checkpoint and partial report "
-                             "(Ctrl-C again to exit at once)\n")
-            stop.set()
-            return
-        sys.stderr.write("\ninterrupted again: exiting now\n")
-        sys.stderr.flush()
-        os._exit(int(ExitCode.INTERRUPTED))
-
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is not threading.main_thread():
-        return previous  # signals are delivered to the main thread only
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    return previous
 
 
 @contextmanager

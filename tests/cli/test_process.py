@@ -48,11 +48,11 @@ def test_first_signal_finishes_the_bar_flushes_and_exits_0(tmp_path, sig):
 
 def test_second_ctrl_c_exits_130(monkeypatch):
     # In-process, because two signals sent to a child race its orderly exit.
-    from supreme_cli.commands import run as run_cmd
+    from supreme_cli import signals
 
     stops, exits = [], []
-    monkeypatch.setattr(run_cmd.os, "_exit", exits.append)
-    previous = run_cmd._install_signal_handlers(lambda: stops.append(1))
+    monkeypatch.setattr(signals.os, "_exit", exits.append)
+    previous = signals.install_signal_handlers(lambda: stops.append(1))
     try:
         os.kill(os.getpid(), signal.SIGINT)
         assert stops == [1] and exits == []

@@ -297,12 +297,12 @@ def test_second_signal_exits_130(monkeypatch: pytest.MonkeyPatch):
     import os
     import signal
 
-    from supreme_cli.commands import stress as stress_cmd
+    from supreme_cli import signals
 
     exits: list[int] = []
-    monkeypatch.setattr(stress_cmd.os, "_exit", exits.append)
+    monkeypatch.setattr(signals.os, "_exit", exits.append)
     stop = threading.Event()
-    previous = stress_cmd._install_signal_handlers(stop)
+    previous = signals.install_signal_handlers(stop.set)
     try:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.is_set() and exits == []
