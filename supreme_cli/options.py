@@ -61,3 +61,16 @@ def resolve_for(g: Globals, out: Output, flags: dict[str, Any] | None = None) ->
     resolved = resolve(profile=g.profile, config_path=g.config, flags=flags or {})
     out.secrets = resolved.secrets()
     return resolved
+
+
+def resolve_sim_or_replay(g: Globals, out: Output, command: str, feed: str | None,
+                          data: Path | None, seed: int | None, db: str | None) -> Resolved:
+    """The configuration of a command that drives its own sim or replay runs (profile,
+    memory): ConfigError for any other feed."""
+    from engine.errors import ConfigError
+
+    resolved = resolve_for(g, out, {"feed": feed, "data_file": str(data) if data else None,
+                                    "seed": seed, "db": db})
+    if resolved["feed"] not in ("sim", "replay"):
+        raise ConfigError(f"supreme {command} runs on --feed sim or replay")
+    return resolved

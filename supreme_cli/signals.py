@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from supreme_cli.exit_codes import ExitCode
@@ -41,3 +42,15 @@ def install_signal_handlers(request_stop: Callable[[], Any],
 def restore_signal_handlers(previous: dict[int, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+@contextmanager
+def stop_on_signal(message: str = "stopping and writing the report") -> Iterator[threading.Event]:
+    """An Event set by the first Ctrl-C or SIGTERM while the block runs; handlers restored
+    after it."""
+    stop = threading.Event()
+    previous = install_signal_handlers(stop.set, message)
+    try:
+        yield stop
+    finally:
+        restore_signal_handlers(previous)

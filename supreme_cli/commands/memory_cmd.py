@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,7 +13,6 @@ from supreme_cli.options import (
     JsonOpt,
     ProfileOpt,
     VerboseOpt,
-    resolve_for,
     use_globals,
 )
 
@@ -52,31 +49,22 @@ def memory_cmd(
     verbose: VerboseOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    from engine.errors import ConfigError
     from engine.parsing import parse_duration
     from engine.validation.memory import run_memory
-    from supreme_cli.signals import install_signal_handlers
+    from supreme_cli.options import resolve_sim_or_replay
+    from supreme_cli.signals import stop_on_signal
 
     g, out = use_globals(ctx, profile, config, verbose, json_out)
     duration_s = parse_duration(duration, "--duration")
-    resolved = resolve_for(g, out, {"feed": feed, "data_file": str(data) if data else None,
-                                    "seed": seed, "db": db})
+    resolved = resolve_sim_or_replay(g, out, "memory", feed, data, seed, db)
     feed_name = resolved["feed"]
-    if feed_name not in ("sim", "replay"):
-        raise ConfigError("supreme memory runs on --feed sim or replay")
     out.info(f"tracing the heap of a {feed_name} run for {duration_s:g} s "
              f"({snapshots} samples)")
-    stop = threading.Event()
-    previous = install_signal_handlers(stop.set)
-    try:
-        with out.progress("memory") as advance:
-            doc = run_memory(duration_s=duration_s, allocations=allocations, feed=feed_name,
-                             data_file=resolved["data_file"], data_dir=resolved.data_dir,
-                             seed=resolved["seed"], snapshots=snapshots, progress=advance,
-                             stop=stop, store_url=resolved.store_url)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signal() as stop, out.progress("memory") as advance:
+        doc = run_memory(duration_s=duration_s, allocations=allocations, feed=feed_name,
+                         data_file=resolved["data_file"], data_dir=resolved.data_dir,
+                         seed=resolved["seed"], snapshots=snapshots, progress=advance,
+                         stop=stop, store_url=resolved.store_url)
     if out.json_mode:
         out.emit(doc)
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from supreme_cli.options import (
     use_globals,
 )
 from supreme_cli.output import Output
-from supreme_cli.signals import install_signal_handlers
+from supreme_cli.signals import install_signal_handlers, restore_signal_handlers
 
 HELP = """Run the engine: feed → indicators → signals → risk → broker → store.
 
@@ -219,8 +218,7 @@ def run(
         observer.close()
         if server is not None:
             server.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signal_handlers(previous)
     if out.json_mode:
         out.emit(summary)
     else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,7 +18,7 @@ from supreme_cli.options import (
     resolve_for,
     use_globals,
 )
-from supreme_cli.signals import install_signal_handlers
+from supreme_cli.signals import stop_on_signal
 
 if TYPE_CHECKING:
     from supreme_cli.output import Output
@@ -78,19 +76,13 @@ def stress(
     segment_s = parse_duration(segment, "--segment")
     resolved = resolve_for(g, out, {"db": db})
     cache = cache_settings(resolved) if resolved["cache.enabled"] else None
-    stop = threading.Event()
-    previous = install_signal_handlers(
-        stop.set, "stopping the soak: checkpoint and partial report")
-    try:
-        with _progress(out) as advance:
-            report = run_stress(duration_s=duration_s, rate=rate,
-                                data_dir=resolved.data_dir, store_url=resolved.store_url,
-                                resume=resume, checkpoint_every_s=every_s, seed=seed,
-                                progress=advance, stop=stop, segment_s=segment_s,
-                                heap=heap, cache=cache)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signal("stopping the soak: checkpoint and partial report") as stop, \
+            _progress(out) as advance:
+        report = run_stress(duration_s=duration_s, rate=rate,
+                            data_dir=resolved.data_dir, store_url=resolved.store_url,
+                            resume=resume, checkpoint_every_s=every_s, seed=seed,
+                            progress=advance, stop=stop, segment_s=segment_s,
+                            heap=heap, cache=cache)
     code = ExitCode.OK if report["verdict"] == "pass" else ExitCode.CHECK_FAILED
     if out.json_mode:
         out.emit({**report, "exit_code": int(code)})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +9,7 @@ import typer
 
 from supreme_cli.exit_codes import ExitCode
 from supreme_cli.options import ConfigOpt, DbOpt, JsonOpt, VerboseOpt, resolve_for, use_globals
+from supreme_cli.signals import stop_on_signal
 
 HELP = """Run the validation steps a profile names (profile, memory, stress, degrade, a
 significance comparison, connectivity) and print the guide's checklist: each item measured,
@@ -50,18 +49,12 @@ def validate(
     plan.endpoint = endpoint
     plan.redis_url = resolved.values.get("redis_url")
     plan.postgres_url = resolved.values.get("postgres_url")
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set())
-                for s in (signal.SIGINT, signal.SIGTERM)}
     work_dir = resolved.data_dir / "validate"
-    try:
-        with out.progress(f"validate {profile}") as advance:
-            doc = run_validation(plan, data_dir=work_dir, stop=stop,
-                                 progress=lambda step, done, total_: advance(
-                                     step, int(done), int(total_)))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signal("stopping after this step and writing the checklist") as stop, \
+            out.progress(f"validate {profile}") as advance:
+        doc = run_validation(plan, data_dir=work_dir, stop=stop,
+                             progress=lambda step, done, total_: advance(
+                                 step, int(done), int(total_)))
     store = open_store(resolved.store_url, resolved.data_dir)
     try:
         import uuid
