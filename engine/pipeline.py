@@ -113,6 +113,18 @@ class NullObserver:
         pass
 
 
+class WarningRecorder(NullObserver):
+    """Keeps a run's warnings, at most `limit` of them, in `warnings`; ignores the rest."""
+
+    def __init__(self, warnings: list[str] | None = None, limit: int = 100) -> None:
+        self.warnings = [] if warnings is None else warnings
+        self.limit = limit
+
+    def on_warning(self, message: str) -> None:
+        if len(self.warnings) < self.limit:
+            self.warnings.append(message)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     symbol: str | None
@@ -782,19 +794,11 @@ class Run:
             "latency_us": {"p50": hist.percentile_ns(0.5) / 1000,
                            "p95": hist.percentile_ns(0.95) / 1000,
                            "p99": hist.percentile_ns(0.99) / 1000},
-            "cache_hit_rate": self._cache_hit_rate(),
+            "cache_hit_rate": None if self.cache is None else self.cache.hit_rate(),
             "elapsed_s": time.monotonic() - wall0,
             "bars_limit": self.spec.bars, "duration_s": self.spec.duration_s,
             "breaker": risk.breaker_tripped,
         }
-
-    def _cache_hit_rate(self) -> float | None:
-        cache = self.cache
-        if cache is None or not cache.counters["gets"]:
-            return None
-        served = cache.l1_stats.hits + sum(t.stats.hits for t in (cache.l2, cache.l3)
-                                           if t is not None)
-        return served / cache.counters["gets"]
 
     def _summary(self, symbol: str, bars: int, broker: Broker, risk: RiskManager,
                  hist: LatencyHistogram, counters: dict[str, Any], reasons: dict[str, int],

@@ -363,6 +363,15 @@ class TieredCache:
             done["l3_entries_deleted"] = self.l3.tier.clear_namespace()
         return done
 
+    def hit_rate(self) -> float | None:
+        """Reads served by any tier / reads; None before the first read."""
+        gets = self.counters["gets"]
+        if not gets:
+            return None
+        served = self.l1_stats.hits + sum(t.stats.hits for t in (self.l2, self.l3)
+                                          if t is not None)
+        return served / gets
+
     def stats(self, *, sizes: bool = False) -> dict[str, Any]:
         tiers: dict[str, Any] = {"l1": {**self.l1_stats.as_dict(), "status": "ok",
                                         "size": len(self.l1), "capacity": self.l1.capacity}}
@@ -383,11 +392,8 @@ class TieredCache:
         counters = {**self.counters, **self._bg.stats()}
         counters["stale_invalidations"] = (self.l2.stale_invalidations
                                            if self.l2 is not None else 0)
-        gets = self.counters["gets"]
-        served = self.l1_stats.hits + sum(
-            t.stats.hits for t in (self.l2, self.l3) if t is not None)
         degraded = any(t is not None and t.status != "ok" for t in (self.l2, self.l3))
-        return {"hit_rate": served / gets if gets else None, "gets": gets,
+        return {"hit_rate": self.hit_rate(), "gets": self.counters["gets"],
                 "degraded": degraded, "tiers": tiers, "counters": counters,
                 "stale_keys_pending": self.l2.stale_pending if self.l2 is not None else 0,
                 "neuromorphic": {**self.l1.stats(), "edges": self.l1.learning_size()}}

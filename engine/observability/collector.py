@@ -163,10 +163,9 @@ class RunCollector(Collector):
         if breaker is not None:
             breakers.add_metric(["exchange"], BREAKER_STATES.get(breaker.state, 2))
         yield breakers
-        gets = cache.counters["gets"]
-        served = sum(stats.hits for _, stats, _ in tiers)
+        hit_rate = cache.hit_rate()
         yield GaugeMetricFamily("supreme_cache_hit_ratio", "Reads served by a cache tier",
-                                value=served / gets if gets else math.nan)
+                                value=math.nan if hit_rate is None else hit_rate)
         l1 = cache.l1
         yield CounterMetricFamily("supreme_neuromorphic_prefetches",
                                   "Entries loaded by prefetch", value=l1.prefetched)

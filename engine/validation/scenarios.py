@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.pipeline import Run, RunSpec
+from engine.pipeline import Run, RunSpec, WarningRecorder
 
 SYMBOL = "ETH-USDT"
 WARM_BARS = 5
@@ -68,32 +68,12 @@ class Outcome:
                 "status": self.status, "reason": self.reason, "details": self.details}
 
 
-class _Recorder:
-    """RunObserver keeping the run's warnings (bounded)."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        pass
-
-    def on_progress(self, snapshot: dict[str, Any]) -> None:
-        pass
-
-    def on_trade(self, trade: dict[str, Any]) -> None:
-        pass
-
-    def on_warning(self, message: str) -> None:
-        if len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(message)
-
-
 class RunThread:
     """One `Run` executing on a daemon thread, watched from the caller's thread."""
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
-        self.observer = _Recorder()
+        self.observer = WarningRecorder(limit=MAX_WARNINGS)
         self.run = Run(spec, self.observer)
         self.summary: dict[str, Any] | None = None
         self.error: BaseException | None = None

@@ -66,26 +66,6 @@ def initial_speed(rate: float) -> float:
     return min(4.0 * rate, 1.0 / budget) if budget > 0.25 / rate else 4.0 * rate
 
 
-class _Observer:
-    """Keeps the runs' warnings (bounded); the sampler reads everything else from the view."""
-
-    def __init__(self, notes: list[str]):
-        self.notes = notes
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        pass
-
-    def on_progress(self, snapshot: dict[str, Any]) -> None:
-        pass
-
-    def on_trade(self, trade: dict[str, Any]) -> None:
-        pass
-
-    def on_warning(self, message: str) -> None:
-        if len(self.notes) < MAX_NOTES:
-            self.notes.append(message)
-
-
 def fd_counts() -> tuple[int | None, int | None]:
     """Open file descriptors and, among them, sockets (TCP, Unix: the connections)."""
     try:
@@ -176,7 +156,7 @@ class _Soak:
             self.interrupted = True
 
     def _segment(self, duration: float) -> None:
-        from engine.pipeline import Run, RunSpec
+        from engine.pipeline import Run, RunSpec, WarningRecorder
 
         st = self.state
         index = int(st["segments_done"])
@@ -184,7 +164,7 @@ class _Soak:
                        duration_s=duration, speed=self.speed, interval_s=1.0,
                        store_url=self.store_url, data_dir=self.data_dir, cache=self.cache,
                        config={"stress_id": st["stress_id"], "segment": index})
-        run = Run(spec, _Observer(self.notes))
+        run = Run(spec, WarningRecorder(self.notes, limit=MAX_NOTES))
         outcome: dict[str, Any] = {}
 
         def target() -> None:

@@ -10,26 +10,9 @@ import pytest
 
 from engine.cache import CacheSettings, open_cache
 from engine.config import RiskParams, StrategyParams
-from engine.pipeline import Run, RunSpec
+from engine.pipeline import Run, RunSpec, WarningRecorder
 from engine.store import open_store
 from engine.strategy import ScalpStrategy
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        pass
-
-    def on_progress(self, snapshot: dict[str, Any]) -> None:
-        pass
-
-    def on_trade(self, trade: dict[str, Any]) -> None:
-        pass
-
-    def on_warning(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 def test_snapshot_restore_continues_exactly() -> None:
@@ -79,8 +62,8 @@ def test_a_resumed_run_restores_indicators_from_the_cache(shared_data: Path,
     part_b.write_text(json.dumps(rows[1500:]))
     both.write_text(json.dumps(rows))
 
-    def run(data: Path, folder: Path) -> Recorder:
-        recorder = Recorder()
+    def run(data: Path, folder: Path) -> WarningRecorder:
+        recorder = WarningRecorder()
         Run(RunSpec(symbol="ETH-USDT", feed="replay", data_file=str(data), data_dir=folder,
                     resume=True, cache=CacheSettings(env="resume")), recorder).execute()
         return recorder
