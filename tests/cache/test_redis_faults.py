@@ -16,24 +16,13 @@ import pytest
 
 from engine.cache.base import TierError
 from engine.cache.redis_tier import RedisTier
-from engine.testing.redis_server import RedisServer, RedisServerMissing, free_port
+from engine.testing.redis_server import RedisServer, free_port
 from engine.testing.tcp_proxy import TcpProxy
-from tests.conftest import _missing
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 TIMEOUT_S = 0.25
 BOUND_S = TIMEOUT_S * 4 + 0.5
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    try:
-        private = RedisServer()
-    except RedisServerMissing:
-        _missing("the redis-server binary", "SUPREME_REQUIRE_SERVICES")
-    with private as running:
-        yield running
 
 
 @pytest.fixture

@@ -16,25 +16,14 @@ import pytest
 
 from engine.cache import CacheSettings, TieredCache, open_cache
 from engine.store import Store, open_store
-from engine.testing.redis_server import RedisServer, RedisServerMissing
+from engine.testing.redis_server import RedisServer
 from engine.testing.tcp_proxy import TcpProxy
-from tests.conftest import _missing
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 TIMEOUT_S = 0.2
 RESET_S = 0.5
 BOUND_S = TIMEOUT_S * 4 + 0.5  # a hang blows through this; an honest timeout never nears it
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    try:
-        private = RedisServer()
-    except RedisServerMissing:
-        _missing("the redis-server binary", "SUPREME_REQUIRE_SERVICES")
-    with private as running:
-        yield running
 
 
 @pytest.fixture
